@@ -1,0 +1,19 @@
+"""fastnn: neural-network layers on NumPy arrays, with Numba and Cython kernels.
+
+>>> import fastnn
+>>> fastnn.backends()                 # doctest: +SKIP
+['reference', 'numpy', 'numba', 'cython']
+>>> with fastnn.use_backend("numpy"):
+...     pass
+"""
+from ._config import get_num_threads, set_num_threads
+from ._dispatch import backends, get_backend, set_backend, use_backend
+from ._random import manual_seed
+from . import functional, nn, optim  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = [
+    "backends", "set_backend", "get_backend", "use_backend",
+    "set_num_threads", "get_num_threads", "manual_seed",
+    "functional", "nn", "optim", "__version__",
+]

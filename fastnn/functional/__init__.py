@@ -1,0 +1,23 @@
+"""fastnn.functional: the stateless public API (validation + dispatch), names as in torch."""
+from .dense import (
+    cross_entropy,
+    cross_entropy_backward,
+    dropout,
+    dropout_backward,
+    linear,
+    linear_backward,
+    log_softmax,
+    log_softmax_backward,
+    mse_loss,
+    mse_loss_backward,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    softmax,
+    softmax_backward,
+    tanh,
+    tanh_backward,
+)
+
+__all__ = [n for n in dir() if not n.startswith("_") and n != "dense"]

@@ -1,0 +1,186 @@
+"""Dense layers and activations. Each ``forward`` is one functional call.
+
+All modules take ``dtype=np.float32`` (default, like torch) or ``np.float64``; a float input
+of the other dtype is cast to the module's dtype.
+"""
+import math
+
+import numpy as np
+
+from .. import _random
+from .. import functional as F
+from .._validate import axis, positive_int
+from .module import Module, Parameter
+
+
+def _uniform(rng, bound, shape, dtype):
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+class Linear(Module):
+    """``y = x @ weight.T + bias``, like ``torch.nn.Linear``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool, default True
+    dtype : np.float32 (default) or np.float64
+    rng : numpy.random.Generator, optional (default: fastnn's global generator,
+        see :func:`fastnn.manual_seed`)
+
+    Parameters ``weight`` (out_features, in_features) and ``bias`` (out_features,) are
+    initialised as torch does: U(-1/sqrt(in_features), 1/sqrt(in_features)).
+    Input of shape (..., in_features); output (..., out_features).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
+        super().__init__(dtype)
+        self.in_features = positive_int(in_features, "in_features", 0)
+        self.out_features = positive_int(out_features, "out_features", 0)
+        rng = _random.get_rng(rng)
+        bound = 1 / math.sqrt(in_features) if in_features > 0 else 0
+        self.weight = Parameter(_uniform(rng, bound, (out_features, in_features), self.dtype))
+        self.register_parameter("bias", Parameter(_uniform(rng, bound, (out_features,), self.dtype)) if bias else None)
+
+    def forward(self, input):
+        x = self._input(input)
+        self._save(x)
+        return F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+
+    def backward(self, grad_output, need_input_grad=True):
+        (x,) = self._pop()
+        gx, gw, gb = F.linear_backward(grad_output, x, self.weight.data, need_input_grad=need_input_grad)
+        self.weight.accumulate(gw)
+        if self.bias is not None:
+            self.bias.accumulate(gb)
+        return gx
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class _Activation(Module):
+    _fn = _grad = None
+
+    def forward(self, input):
+        y = type(self)._fn(self._input(input))
+        self._save(y)
+        return y
+
+    def backward(self, grad_output, need_input_grad=True):
+        (y,) = self._pop()
+        return type(self)._grad(grad_output, y)
+
+
+class ReLU(_Activation):
+    """``max(x, 0)`` elementwise."""
+
+    _fn, _grad = F.relu, F.relu_backward
+
+
+class Sigmoid(_Activation):
+    """Logistic sigmoid elementwise (no overflow for large negative inputs)."""
+
+    _fn, _grad = F.sigmoid, F.sigmoid_backward
+
+
+class Tanh(_Activation):
+    """Hyperbolic tangent elementwise."""
+
+    _fn, _grad = F.tanh, F.tanh_backward
+
+
+class Softmax(Module):
+    """Softmax along ``dim`` (default -1), like ``torch.nn.Softmax(dim)``."""
+
+    def __init__(self, dim=-1, dtype=np.float32):
+        super().__init__(dtype)
+        self.dim = dim
+
+    def forward(self, input):
+        y = F.softmax(self._input(input), axis=self.dim)
+        self._save(y)
+        return y
+
+    def backward(self, grad_output, need_input_grad=True):
+        (y,) = self._pop()
+        return F.softmax_backward(grad_output, y, axis=self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Flatten(Module):
+    """Flatten dims ``start_dim..end_dim`` into one (default: all but the batch dim), like torch."""
+
+    def __init__(self, start_dim=1, end_dim=-1, dtype=np.float32):
+        super().__init__(dtype)
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, input):
+        x = self._input(input)
+        s = axis(self.start_dim, "start_dim", x.ndim)
+        e = axis(self.end_dim, "end_dim", x.ndim)
+        if s > e:
+            raise ValueError(f"start_dim: expected start_dim <= end_dim, got {self.start_dim} > {self.end_dim}")
+        self._save(x.shape)
+        return x.reshape(x.shape[:s] + (int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :])
+
+    def backward(self, grad_output, need_input_grad=True):
+        (shape,) = self._pop()
+        return np.asarray(grad_output).reshape(shape)
+
+
+class Dropout(Module):
+    """Inverted dropout with probability ``p`` in training mode; identity in ``eval()`` mode."""
+
+    def __init__(self, p=0.5, dtype=np.float32, rng=None):
+        super().__init__(dtype)
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.rng = rng
+
+    def forward(self, input):
+        out, mask = F.dropout(self._input(input), self.p, self.training, _random.get_rng(self.rng), return_mask=True)
+        self._save(mask)
+        return out
+
+    def backward(self, grad_output, need_input_grad=True):
+        (mask,) = self._pop()
+        return F.dropout_backward(grad_output, mask)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Sequential(Module):
+    """Modules applied in order; ``backward`` runs them in reverse. Keys ``"0.weight"`` etc. as torch."""
+
+    def __init__(self, *modules):
+        dtypes = {m.dtype for m in modules if isinstance(m, Module)}
+        super().__init__(dtypes.pop() if len(dtypes) == 1 else np.float32)
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"modules[{i}]: expected a fastnn.nn.Module, got {type(m).__name__}")
+            setattr(self, str(i), m)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def forward(self, input):
+        for m in self._modules.values():
+            input = m(input)
+        return input
+
+    def backward(self, grad_output, need_input_grad=True):
+        mods = list(self._modules.values())
+        for i in range(len(mods) - 1, -1, -1):
+            grad_output = mods[i].backward(grad_output, need_input_grad=need_input_grad or i > 0)
+        return grad_output

@@ -1,0 +1,227 @@
+"""Parameter and Module: the state-holding layer above :mod:`fastnn.functional`."""
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+
+import numpy as np
+
+from .. import _validate as _v
+
+_grad_state = threading.local()
+
+
+@contextmanager
+def no_grad():
+    """Inside this block modules keep no backward caches (inference), like ``torch.no_grad``."""
+    prev = getattr(_grad_state, "enabled", True)
+    _grad_state.enabled = False
+    try:
+        yield
+    finally:
+        _grad_state.enabled = prev
+
+
+def is_grad_enabled():
+    return getattr(_grad_state, "enabled", True)
+
+
+def _check_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected np.float32 or np.float64, got {dtype!r}") from None
+    if dt not in _v.FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected np.float32 or np.float64, got {dt}")
+    return dt
+
+
+class Parameter:
+    """A trainable array: ``.data`` (the value) and ``.grad`` (None until a backward accumulates)."""
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        self.data = np.ascontiguousarray(data)
+        self.grad = None
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def accumulate(self, g):
+        """Add ``g`` to ``.grad`` (allocating it on first use), as torch's autograd does."""
+        if self.grad is None:
+            self.grad = np.array(g, dtype=self.data.dtype, copy=True)
+        else:
+            self.grad += g
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of layers: parameters, submodules, caches for ``backward``.
+
+    Subclasses implement ``forward`` (one functional call, saving what backward needs with
+    :meth:`_save`) and ``backward(grad_output)``, which pops that cache, accumulates
+    parameter gradients into ``p.grad`` and returns the gradient with respect to the input.
+    ``backward`` is called once per ``forward`` call, in reverse order: a module used T times
+    before its backward keeps a stack of T caches. In ``eval()`` mode only the latest cache is
+    kept (so inference loops use bounded memory) and under :func:`no_grad` none.
+    """
+
+    def __init__(self, dtype=np.float32):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_caches", [])
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "dtype", _check_dtype(dtype))
+
+    # -- registration ------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        params = self.__dict__.get("_parameters")
+        if params is None:
+            raise AttributeError("call Module.__init__() before assigning attributes")
+        params.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            params[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_parameter(self, name, value):
+        """Register ``value`` (a :class:`Parameter` or None, like torch's absent bias) as ``name``."""
+        setattr(self, name, value)
+        if value is None:
+            self._parameters[name] = None
+
+    # -- forward / backward ------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, grad_output):
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def _save(self, *cache):
+        """Keep what backward needs (see the class docstring for when it is kept)."""
+        if not is_grad_enabled():
+            return
+        if not self.training:
+            self._caches.clear()
+        self._caches.append(cache)
+
+    def _pop(self):
+        if not self._caches:
+            raise ValueError(
+                f"{type(self).__name__}.backward: no forward call is waiting for its backward "
+                "(backward is called once per forward, in reverse order; none is kept under no_grad)"
+            )
+        return self._caches.pop()
+
+    def _input(self, x, name="input"):
+        """``x`` as a float array of the module's dtype (a float input of the other dtype is cast)."""
+        x = _v.float_array(x, name)
+        return x if x.dtype == self.dtype else x.astype(self.dtype)
+
+    # -- traversal ---------------------------------------------------------------------
+    def named_parameters(self, prefix=""):
+        for name, p in self._parameters.items():
+            if p is not None:
+                yield prefix + name, p
+        for mname, m in self._modules.items():
+            yield from m.named_parameters(prefix + mname + ".")
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def children(self):
+        return list(self._modules.values())
+
+    def modules(self):
+        yield self
+        for m in self._modules.values():
+            yield from m.modules()
+
+    def zero_grad(self, set_to_none=True):
+        """Reset every parameter's gradient (to None by default, as torch 2)."""
+        for p in self.parameters():
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad[...] = 0
+
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, dtype):
+        """Cast every parameter (and gradient) to ``dtype`` (np.float32 or np.float64), in place."""
+        dt = _check_dtype(dtype)
+        for m in self.modules():
+            object.__setattr__(m, "dtype", dt)
+            m._caches.clear()
+        for p in self.parameters():
+            p.data = p.data.astype(dt)
+            if p.grad is not None:
+                p.grad = p.grad.astype(dt)
+        return self
+
+    # -- state dict --------------------------------------------------------------------
+    def state_dict(self):
+        """Parameter copies keyed like torch's ``state_dict`` (``"0.weight"``, ``"out_proj.bias"``)."""
+        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays into the parameters, casting to the module's dtype (as torch).
+
+        Accepts a torch state_dict converted with ``{k: v.numpy() for k, v in sd.items()}``.
+        With ``strict`` a missing or unexpected key raises ``KeyError``; a wrong shape raises
+        ``ValueError``; a non-numeric value ``TypeError``. Nothing is copied unless all pass.
+        Returns ``(missing_keys, unexpected_keys)``.
+        """
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(f"state_dict: expected a mapping of name -> array, got {type(state_dict).__name__}")
+        own = OrderedDict(self.named_parameters())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict.keys() if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"state_dict: keys do not match {type(self).__name__}: missing {missing}, unexpected {unexpected}"
+            )
+        staged = []
+        for name, p in own.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+            if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+                raise TypeError(f"state_dict[{name!r}]: expected a real numeric array, got dtype {arr.dtype}")
+            if arr.shape != p.data.shape:
+                raise ValueError(f"state_dict[{name!r}]: expected shape {p.data.shape}, got {arr.shape}")
+            staged.append((p, arr))
+        for p, arr in staged:
+            p.data[...] = arr
+        return missing, unexpected
+
+    # -- printing ----------------------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, m in self._modules.items():
+            sub = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {sub}")
+        return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"

@@ -1,0 +1,62 @@
+"""Build script: compiles every ``kernels/<op>/cython_impl.pyx`` into ``fastnn.kernels.<op>.cython_impl``.
+
+All compiler and Cython settings live here, in one place.
+
+Environment variables read at build time
+----------------------------------------
+FASTNN_CYTHON_CHECKS=1   compile with boundscheck, wraparound and initializedcheck on (a checked
+                         build for the tests); the release default turns them off.
+FASTNN_PORTABLE=1        do not pass ``-march=native`` (for wheels that run on other CPUs).
+"""
+import glob
+import os
+import sys
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+CHECKED = os.environ.get("FASTNN_CYTHON_CHECKS", "0") == "1"
+PORTABLE = os.environ.get("FASTNN_PORTABLE", "0") == "1"
+
+if sys.platform == "darwin":  # Apple clang needs libomp; keep the flags in this one place
+    OMP_COMPILE, OMP_LINK = ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+elif sys.platform == "win32":
+    OMP_COMPILE, OMP_LINK = ["/openmp"], []
+else:
+    OMP_COMPILE, OMP_LINK = ["-fopenmp"], ["-fopenmp"]
+
+COMPILE_ARGS = OMP_COMPILE + ([] if sys.platform == "win32" else ["-O3"])
+if not PORTABLE and sys.platform != "win32":
+    COMPILE_ARGS.append("-march=native")
+
+DIRECTIVES = {
+    "language_level": "3",
+    "boundscheck": CHECKED,
+    "wraparound": CHECKED,
+    "initializedcheck": CHECKED,
+    "cdivision": True,
+    "nonecheck": False,
+}
+
+extensions = []
+for pyx in sorted(glob.glob(os.path.join("kernels", "*", "cython_impl.pyx"))):
+    op = os.path.basename(os.path.dirname(pyx))
+    extensions.append(
+        Extension(
+            f"fastnn.kernels.{op}.cython_impl",
+            [pyx],
+            include_dirs=[np.get_include()],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            extra_compile_args=COMPILE_ARGS,
+            extra_link_args=OMP_LINK,
+        )
+    )
+
+setup(
+    packages=["fastnn", "fastnn.functional", "fastnn.nn", "fastnn.kernels"]
+    + [f"fastnn.kernels.{os.path.basename(d)}" for d in sorted(glob.glob("kernels/*/")) if os.path.exists(os.path.join(d, "__init__.py"))],
+    package_dir={"fastnn": "fastnn", "fastnn.kernels": "kernels"},
+    ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, quiet=True),
+    zip_safe=False,
+)
