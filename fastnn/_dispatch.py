@@ -46,6 +46,17 @@ AUTO_RULES = {
     "dense.log_softmax_forward": [(0, "numpy"), (1 << 15, "cython")],
 }
 
+
+
+def register_auto(rules):
+    """Add or replace ``auto`` rules (``{"family.kernel": [(min_work, backend), ...]}``).
+
+    Each functional module registers the rules of its own op family next to its code.
+    """
+    for key, value in rules.items():
+        AUTO_RULES[key] = sorted(value)
+
+
 _state = threading.local()
 _modules = {}
 _kernels = {}
