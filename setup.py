@@ -54,7 +54,7 @@ for pyx in sorted(glob.glob(os.path.join("kernels", "*", "cython_impl.pyx"))):
     )
 
 setup(
-    packages=["fastnn", "fastnn.functional", "fastnn.nn", "fastnn.kernels"]
+    packages=["fastnn", "fastnn.functional", "fastnn.nn", "fastnn.benchmarks", "fastnn.kernels"]
     + [f"fastnn.kernels.{os.path.basename(d)}" for d in sorted(glob.glob("kernels/*/")) if os.path.exists(os.path.join(d, "__init__.py"))],
     package_dir={"fastnn": "fastnn", "fastnn.kernels": "kernels"},
     ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, quiet=True),

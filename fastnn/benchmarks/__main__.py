@@ -1,0 +1,5 @@
+import sys
+
+from . import _worker
+
+_worker(sys.argv[1:])
