@@ -30,13 +30,13 @@ def _train(args):
 
     if args.threads:
         fastnn.set_num_threads(args.threads)
-    fastnn.set_backend(args.backend)
     runner = {"mlp": train.train_mlp}[args.model]
     kwargs = dict(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, limit=args.limit,
                   progress=not args.no_progress)
     if args.lr is not None:
         kwargs["lr"] = args.lr
-    acc = runner(**kwargs)
+    with fastnn.use_backend(args.backend):
+        acc = runner(**kwargs)
     print(f"test accuracy: {acc * 100:.2f}%")
     return 0
 
