@@ -6,7 +6,13 @@ import numbers
 
 import numpy as np
 
+from . import _dispatch as _d
 from .nn.module import Parameter
+
+_d.register_auto({
+    "optim.sgd_step": [(0, "numpy"), (1 << 14, "cython")],
+    "optim.adam_step": [(0, "numpy"), (1 << 12, "cython")],
+})
 
 
 def _params(params):
@@ -39,11 +45,20 @@ class Optimizer:
                 p.grad[...] = 0
 
     def step(self):
+        """Update every parameter that has a gradient (one fused kernel call per parameter)."""
         for i, p in enumerate(self.params):
             if p.grad is not None:
-                self._update(i, p)
+                if p.grad.shape != p.data.shape or p.grad.dtype != p.data.dtype:
+                    raise ValueError(
+                        f"params[{i}].grad: expected shape {p.data.shape} and dtype {p.data.dtype}, "
+                        f"got {p.grad.shape} and {p.grad.dtype}"
+                    )
+                if not (p.data.flags.c_contiguous and p.data.flags.writeable):
+                    p.data = np.array(p.data, order="C")
+                self._update(i, p.data.reshape(-1), np.ascontiguousarray(p.grad).reshape(-1))
 
-    def _update(self, i, p):  # pragma: no cover - abstract
+    def _update(self, i, p, g):  # pragma: no cover - abstract
+        """Update the flat parameter ``p`` in place from its flat gradient ``g``."""
         raise NotImplementedError
 
 
@@ -67,19 +82,13 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self._buf = [None] * len(self.params)
 
-    def _update(self, i, p):
-        g = p.grad
-        if self.weight_decay:
-            g = g + self.weight_decay * p.data
-        if self.momentum:
-            buf = self._buf[i]
-            if buf is None:
-                buf = self._buf[i] = np.array(g, dtype=p.data.dtype, copy=True)
-            else:
-                buf *= self.momentum
-                buf += (1 - self.dampening) * g
-            g = g + self.momentum * buf if self.nesterov else buf
-        p.data -= p.data.dtype.type(self.lr) * g
+    def _update(self, i, p, g):
+        first = self._buf[i] is None
+        if self.momentum and first:
+            self._buf[i] = np.empty_like(p)
+        _d.kernel("optim", "sgd_step", p.size)(
+            p, g, self._buf[i], self.lr, self.momentum, self.dampening, self.weight_decay, self.nesterov, first
+        )
 
 
 class Adam(Optimizer):
@@ -104,27 +113,15 @@ class Adam(Optimizer):
         n = len(self.params)
         self._m, self._v, self._vmax, self._t = [None] * n, [None] * n, [None] * n, [0] * n
 
-    def _update(self, i, p):
+    def _update(self, i, p, g):
         b1, b2 = self.betas
-        g = p.grad
-        if self.weight_decay:
-            g = g + self.weight_decay * p.data
         if self._m[i] is None:
-            self._m[i] = np.zeros_like(p.data)
-            self._v[i] = np.zeros_like(p.data)
+            self._m[i], self._v[i] = np.zeros_like(p), np.zeros_like(p)
             if self.amsgrad:
-                self._vmax[i] = np.zeros_like(p.data)
+                self._vmax[i] = np.zeros_like(p)
         self._t[i] += 1
         t = self._t[i]
-        m, v = self._m[i], self._v[i]
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * (g * g)
-        if self.amsgrad:
-            np.maximum(self._vmax[i], v, out=self._vmax[i])
-            v = self._vmax[i]
-        bc1 = 1 - b1**t
-        bc2 = 1 - b2**t
-        denom = np.sqrt(v) / math.sqrt(bc2) + self.eps
-        p.data -= (self.lr / bc1) * m / denom
+        _d.kernel("optim", "adam_step", p.size)(
+            p, g, self._m[i], self._v[i], self._vmax[i], self.lr, b1, b2, self.eps, self.weight_decay,
+            1 - b1**t, 1 - b2**t
+        )

@@ -6,10 +6,10 @@ from fastnn import nn, optim
 from fnn_testing import assert_close
 
 
-def run_both(torch, make_fastnn, make_torch, steps=5, seed=0):
+def run_both(torch, make_fastnn, make_torch, steps=5, seed=0, shape=(4, 3), dtype=np.float64):
     r = np.random.default_rng(seed)
-    w0 = r.standard_normal((4, 3))
-    grads = [r.standard_normal((4, 3)) for _ in range(steps)]
+    w0 = r.standard_normal(shape).astype(dtype)
+    grads = [r.standard_normal(shape).astype(dtype) for _ in range(steps)]
     p = nn.Parameter(w0.copy())
     tp = torch.nn.Parameter(torch.from_numpy(w0.copy()))
     opt, topt = make_fastnn([p]), make_torch([tp])
@@ -18,18 +18,22 @@ def run_both(torch, make_fastnn, make_torch, steps=5, seed=0):
         tp.grad = torch.from_numpy(g.copy())
         opt.step()
         topt.step()
-        assert_close(p.data, tp.detach().numpy(), np.float64)
+        assert_close(p.data, tp.detach().numpy(), dtype)
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(momentum=0.9), dict(momentum=0.9, weight_decay=0.01),
                                 dict(momentum=0.8, dampening=0.3), dict(momentum=0.9, nesterov=True)])
-def test_sgd_matches_torch(torch, kw):
-    run_both(torch, lambda ps: optim.SGD(ps, lr=0.1, **kw), lambda ps: torch.optim.SGD(ps, lr=0.1, **kw))
+@pytest.mark.parametrize("shape", [(4, 3), (130, 131)], ids=["small", "parallel"])
+def test_sgd_matches_torch(torch, backend, dtype, shape, kw):
+    run_both(torch, lambda ps: optim.SGD(ps, lr=0.1, **kw), lambda ps: torch.optim.SGD(ps, lr=0.1, **kw),
+             shape=shape, dtype=dtype)
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(weight_decay=0.01), dict(amsgrad=True), dict(betas=(0.5, 0.9), eps=1e-6)])
-def test_adam_matches_torch(torch, kw):
-    run_both(torch, lambda ps: optim.Adam(ps, lr=0.01, **kw), lambda ps: torch.optim.Adam(ps, lr=0.01, **kw))
+@pytest.mark.parametrize("shape", [(4, 3), (130, 131)], ids=["small", "parallel"])
+def test_adam_matches_torch(torch, backend, dtype, shape, kw):
+    run_both(torch, lambda ps: optim.Adam(ps, lr=0.01, **kw), lambda ps: torch.optim.Adam(ps, lr=0.01, **kw),
+             shape=shape, dtype=dtype)
 
 
 def test_params_without_grad_are_skipped_and_dtype_kept():
@@ -55,3 +59,6 @@ def test_bad_arguments():
         optim.Adam([p], betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="nesterov: requires momentum"):
         optim.SGD([p], lr=0.1, nesterov=True)
+    p.grad = np.ones(3)
+    with pytest.raises(ValueError, match=r"params\[0\].grad: expected shape \(2,\)"):
+        optim.SGD([p], lr=0.1).step()

@@ -55,7 +55,7 @@ class Parameter:
     def accumulate(self, g):
         """Add ``g`` to ``.grad`` (allocating it on first use), as torch's autograd does."""
         if self.grad is None:
-            self.grad = np.array(g, dtype=self.data.dtype, copy=True)
+            self.grad = np.array(g, dtype=self.data.dtype, order="C", copy=True)
         else:
             self.grad += g
 
