@@ -20,4 +20,6 @@ from .dense import (
     tanh_backward,
 )
 
+from .recurrent import embedding, embedding_backward, lstm, lstm_backward
+
 __all__ = [n for n in dir() if not n.startswith("_") and n != "dense"]

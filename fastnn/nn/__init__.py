@@ -1,8 +1,10 @@
 """fastnn.nn: modules with parameters and explicit backward passes, torch's names and state_dict keys."""
 from .layers import Dropout, Flatten, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh
 from .module import Module, Parameter, is_grad_enabled, no_grad
+from .recurrent import LSTM, AdditiveAttention, Embedding
 
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled",
     "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "Flatten", "Dropout", "Sequential",
+    "Embedding", "LSTM", "AdditiveAttention",
 ]

@@ -1,0 +1,263 @@
+"""The seed's seq2seq with additive attention (common-networks.md, 传统seq2seq的注意力) on
+NumPy arrays, with explicit backward passes: :class:`Encoder`, :class:`Decoder`,
+:class:`Seq2Seq`.
+
+The classes mirror the seed's (same constructor arguments, attribute names and so the same
+state_dict keys as the seed's PyTorch model, ``fastnn.benchmarks._seed_seq2seq``). Slips of
+the seed fixed here (and in that PyTorch copy):
+
+* the encoder's outputs are (src_len, batch, hid); the attention and the weighted sum need
+  them batch first: :class:`Seq2Seq` transposes them once;
+* the context vector is concatenated per step as (batch, hid), not the seed's (batch, 1, hid);
+* ``fc_out`` sees the top layer's output, not the whole ``hidden`` of every layer (the same
+  values with one layer; the seed's concatenation fails with more);
+* ``outputs[0]`` (the SOS position) is never predicted and stays zero, as in the seed: a loss
+  must skip it (``logits[1:]`` against ``trg[1:]``), and :meth:`Seq2Seq.backward` ignores
+  ``grad_logits[0]``.
+
+Speed: the encoder half of the attention's ``attn`` layer does not change between decoder
+steps, so :class:`Seq2Seq` computes it once per batch (``AdditiveAttention.project``) instead
+of once per step as the seed does; the maths is the same.
+"""
+import numpy as np
+
+from . import _random
+from ._validate import float_array, labels, positive_int
+from .nn import AdditiveAttention, Dropout, Embedding, Linear, LSTM, Module, no_grad
+
+
+class Encoder(Module):
+    """Embedding, dropout, LSTM over the source sequence (the seed's ``Encoder``).
+
+    Parameters
+    ----------
+    input_dim : int, source vocabulary size
+    emb_dim, hid_dim, n_layers : int
+    dropout : float, on the embeddings and between LSTM layers (training only)
+    dtype, rng : module dtype; generator for init and dropout (default: fastnn's global one)
+
+    ``forward(src) -> (outputs, hidden, cell)``: src int (src_len, batch); outputs
+    (src_len, batch, hid_dim), hidden and cell (n_layers, batch, hid_dim).
+    ``backward(grad_outputs, grad_hidden, grad_cell)`` returns None (ids have no gradient).
+    """
+
+    def __init__(self, input_dim, emb_dim, hid_dim, n_layers, dropout, dtype=np.float32, rng=None):
+        super().__init__(dtype)
+        self.input_dim, self.emb_dim, self.hid_dim, self.n_layers = input_dim, emb_dim, hid_dim, n_layers
+        self.dropout = dropout
+        self.embedding = Embedding(input_dim, emb_dim, dtype=dtype, rng=rng)
+        self.emb_dropout = Dropout(dropout, dtype=dtype, rng=rng)
+        self.rnn = LSTM(emb_dim, hid_dim, n_layers, dropout=dropout, dtype=dtype, rng=rng)
+
+    def forward(self, src):
+        embedded = self.emb_dropout(self.embedding(src))
+        output, (hidden, cell) = self.rnn(embedded)
+        return output, hidden, cell
+
+    def backward(self, grad_output, grad_hidden=None, grad_cell=None):
+        gx, _ = self.rnn.backward(grad_output, (grad_hidden, grad_cell))
+        self.embedding.backward(self.emb_dropout.backward(gx))
+        return None
+
+
+class Decoder(Module):
+    """One decoder step (the seed's ``Decoder``): embed the previous token, attend, LSTM, predict.
+
+    Parameters
+    ----------
+    output_dim : int, target vocabulary size
+    emb_dim, hid_dim, n_layers : int
+    dropout : float
+    attention : :class:`~fastnn.nn.AdditiveAttention` (hid_dim, hid_dim)
+    dtype, rng : as :class:`Encoder`
+
+    Submodules ``embedding``, ``rnn = LSTM(emb_dim + hid_dim, hid_dim, n_layers)``,
+    ``fc_out = Linear(emb_dim + 2 * hid_dim, output_dim)`` over ``[embedded; output; weighted]``.
+
+    ``forward(input, hidden, cell, encoder_outputs, mask=None, keys=None) -> (prediction,
+    hidden, cell)``: input int (batch,), hidden/cell (n_layers, batch, hid_dim),
+    encoder_outputs (batch, src_len, hid_dim), mask (batch, src_len) bool (True = real token),
+    keys = ``attention.project(encoder_outputs)`` if the caller computed it once for all steps.
+    prediction (batch, output_dim) are logits.
+
+    ``backward(grad_prediction, grad_hidden=None, grad_cell=None) -> (grad_hidden_in,
+    grad_cell_in, grad_encoder_outputs, grad_keys)``; ``grad_keys`` is None when ``keys`` was
+    not given (its gradient is then inside ``grad_encoder_outputs``); the caller passes the
+    summed ``grad_keys`` of all steps to ``attention.project_backward``.
+    """
+
+    def __init__(self, output_dim, emb_dim, hid_dim, n_layers, dropout, attention, dtype=np.float32, rng=None):
+        super().__init__(dtype)
+        if not isinstance(attention, AdditiveAttention):
+            raise TypeError(f"attention: expected a fastnn.nn.AdditiveAttention, got {type(attention).__name__}")
+        self.output_dim, self.emb_dim, self.hid_dim, self.n_layers = output_dim, emb_dim, hid_dim, n_layers
+        self.dropout = dropout
+        self.attention = attention
+        self.embedding = Embedding(output_dim, emb_dim, dtype=dtype, rng=rng)
+        self.emb_dropout = Dropout(dropout, dtype=dtype, rng=rng)
+        self.rnn = LSTM(emb_dim + hid_dim, hid_dim, n_layers, dropout=dropout, dtype=dtype, rng=rng)
+        self.fc_out = Linear(emb_dim + hid_dim * 2, output_dim, dtype=dtype, rng=rng)
+
+    def forward(self, input, hidden, cell, encoder_outputs, mask=None, keys=None):
+        ids = np.asarray(input)
+        if ids.ndim != 1:
+            raise ValueError(f"input: expected a 1-D array of token ids (batch,), got shape {ids.shape}")
+        enc = self._input(encoder_outputs, "encoder_outputs")
+        embedded = self.emb_dropout(self.embedding(ids))                          # (B, E)
+        if keys is None:
+            a = self.attention(hidden[-1], enc, mask)                              # (B, S)
+        else:
+            a = self.attention.attend(hidden[-1], keys, mask)
+        weighted = np.matmul(a[:, None, :], enc)[:, 0]                             # (B, H)
+        rnn_input = np.concatenate([embedded, weighted], axis=1)[None]
+        output, (hidden, cell) = self.rnn(rnn_input, (hidden, cell))
+        prediction = self.fc_out(np.concatenate([embedded, output[0], weighted], axis=1))
+        self._save(a, enc, keys is None)
+        return prediction, hidden, cell
+
+    def backward(self, grad_output, grad_hidden=None, grad_cell=None):
+        a, enc, full = self._pop()
+        E, H = self.emb_dim, self.hid_dim
+        g = self.fc_out.backward(grad_output)
+        g_emb, g_out, g_w = g[:, :E], g[:, E:E + H], g[:, E + H:]
+        gx, (gh, gc) = self.rnn.backward(g_out[None], (grad_hidden, grad_cell))
+        g_emb = g_emb + gx[0, :, :E]
+        g_w = g_w + gx[0, :, E:]
+        g_a = np.matmul(enc, g_w[:, :, None])[:, :, 0]                             # (B, S)
+        g_enc = a[:, :, None] * g_w[:, None, :]                                    # (B, S, H)
+        if full:
+            g_top, g_enc2 = self.attention.backward(g_a)
+            g_enc += g_enc2
+            g_keys = None
+        else:
+            g_top, g_keys = self.attention.attend_backward(g_a)
+        gh[-1] += g_top
+        self.embedding.backward(self.emb_dropout.backward(g_emb))
+        return gh, gc, g_enc, g_keys
+
+
+class Seq2Seq(Module):
+    """Encoder-decoder with additive attention and teacher forcing (the seed's ``Seq2Seq``).
+
+    Parameters
+    ----------
+    encoder : :class:`Encoder`
+    decoder : :class:`Decoder` (same ``hid_dim`` and ``n_layers`` as the encoder)
+    src_pad_idx : int, optional
+        Source padding id: padded positions get no attention (the seed had no mask).
+
+    ``forward(src, trg, teacher_forcing_ratio=0.5, rng=None) -> logits`` of shape
+    (trg_len, batch, output_dim): src int (src_len, batch), trg int (trg_len, batch) with
+    trg_len >= 2 and ``trg[0]`` the start tokens. At each step t >= 1 the next input is
+    ``trg[t]`` with probability ``teacher_forcing_ratio`` (one draw per step for the whole
+    batch, as the seed) else the argmax prediction. ``rng`` (a numpy Generator; default
+    fastnn's global one, see :func:`fastnn.manual_seed`) makes the draws reproducible.
+    ``logits[0]`` is zero (nothing is predicted at the SOS position): skip it in the loss.
+
+    ``backward(grad_logits)`` backpropagates through the unrolled decoder, the attention and
+    the encoder (``grad_logits[0]`` is ignored) and accumulates every parameter gradient.
+
+    :meth:`generate` decodes greedily.
+    """
+
+    def __init__(self, encoder, decoder, src_pad_idx=None):
+        if not isinstance(encoder, Encoder) or not isinstance(decoder, Decoder):
+            raise TypeError("encoder, decoder: expected fastnn.models.Encoder and fastnn.models.Decoder")
+        if encoder.hid_dim != decoder.hid_dim or encoder.n_layers != decoder.n_layers:
+            raise ValueError(f"decoder: expected hid_dim {encoder.hid_dim} and n_layers {encoder.n_layers} "
+                             f"(the encoder's), got {decoder.hid_dim} and {decoder.n_layers}")
+        super().__init__(encoder.dtype)
+        self.encoder = encoder
+        self.decoder = decoder
+        self.src_pad_idx = src_pad_idx
+
+    def _encode(self, src):
+        src = np.asarray(src)
+        if src.ndim != 2 or src.shape[0] < 1:
+            raise ValueError(f"src: expected an int array (src_len >= 1, batch), got shape {src.shape}")
+        enc_out, hidden, cell = self.encoder(src)
+        enc = np.ascontiguousarray(enc_out.transpose(1, 0, 2))                     # (B, S, H)
+        mask = None if self.src_pad_idx is None else np.ascontiguousarray((src != self.src_pad_idx).T)
+        return enc, hidden, cell, mask
+
+    def forward(self, src, trg, teacher_forcing_ratio=0.5, rng=None):
+        trg = np.asarray(trg)
+        src_shape = np.shape(src)
+        if trg.ndim != 2 or trg.shape[0] < 2:
+            raise ValueError(f"trg: expected an int array (trg_len >= 2, batch), got shape {trg.shape}")
+        if len(src_shape) != 2 or src_shape[1] != trg.shape[1]:
+            raise ValueError(f"src: expected shape (src_len, {trg.shape[1]}) (the batch of trg), got {src_shape}")
+        trg = labels(trg.reshape(-1), "trg", self.decoder.output_dim).reshape(trg.shape)
+        if isinstance(teacher_forcing_ratio, bool) or not 0 <= teacher_forcing_ratio <= 1:
+            raise ValueError(f"teacher_forcing_ratio: expected a number in [0, 1], got {teacher_forcing_ratio!r}")
+        rng = _random.get_rng(rng)
+        enc, hidden, cell, mask = self._encode(src)
+        keys = self.decoder.attention.project(enc)
+        T, B = trg.shape
+        outputs = np.zeros((T, B, self.decoder.output_dim), dtype=self.dtype)
+        inp = trg[0]
+        for t in range(1, T):
+            out, hidden, cell = self.decoder(inp, hidden, cell, enc, mask, keys)
+            outputs[t] = out
+            teacher_force = rng.random() < teacher_forcing_ratio
+            inp = trg[t] if teacher_force else out.argmax(axis=1)
+        self._save(T)
+        return outputs
+
+    def backward(self, grad_output, need_input_grad=True):
+        (T,) = self._pop()
+        g = float_array(grad_output, "grad_output")
+        want = (T, g.shape[1] if g.ndim == 3 else -1, self.decoder.output_dim)
+        if g.ndim != 3 or g.shape[0] != T or g.shape[2] != self.decoder.output_dim:
+            raise ValueError(f"grad_output: expected shape {want} (the logits' shape), got {g.shape}")
+        g = g.astype(self.dtype, copy=False)
+        gh = gc = None
+        g_enc = g_keys = 0
+        for t in range(T - 1, 0, -1):
+            gh, gc, ge, gk = self.decoder.backward(g[t], gh, gc)
+            g_enc = g_enc + ge
+            g_keys = g_keys + gk
+        g_enc = g_enc + self.decoder.attention.project_backward(g_keys)
+        self.encoder.backward(g_enc.transpose(1, 0, 2), gh, gc)
+        return None
+
+    def generate(self, src, max_len, sos_id, eos_id):
+        """Greedy decoding: feed back the argmax token until every sequence has emitted ``eos_id``
+        or ``max_len`` tokens were produced. Runs in eval mode (no dropout), keeps no caches.
+
+        Parameters
+        ----------
+        src : int array (src_len, batch)
+        max_len : int, most tokens to produce
+        sos_id, eos_id : int, start and end tokens of the target vocabulary
+
+        Returns
+        -------
+        int64 array of shape (n, batch), n <= max_len: the produced tokens (SOS not included);
+        after a sequence's EOS its later positions hold ``eos_id``.
+        """
+        max_len = positive_int(max_len, "max_len", 1)
+        V = self.decoder.output_dim
+        for name, v in (("sos_id", sos_id), ("eos_id", eos_id)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < V:
+                raise ValueError(f"{name}: expected an int in [0, {V}), got {v!r}")
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                enc, hidden, cell, mask = self._encode(src)
+                keys = self.decoder.attention.project(enc)
+                B = enc.shape[0]
+                inp = np.full(B, sos_id, dtype=np.int64)
+                done = np.zeros(B, dtype=bool)
+                tokens = []
+                for _ in range(max_len):
+                    out, hidden, cell = self.decoder(inp, hidden, cell, enc, mask, keys)
+                    inp = np.where(done, eos_id, out.argmax(axis=1))
+                    tokens.append(inp)
+                    done |= inp == eos_id
+                    if done.all():
+                        break
+        finally:
+            self.train(was_training)
+        return np.stack(tokens)

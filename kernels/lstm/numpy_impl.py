@@ -1,0 +1,84 @@
+"""Vectorised NumPy LSTM layer, and the driver the compiled backends share.
+
+What changes from the reference: the input projection of all ``T`` steps is one GEMM
+``(T*B, I) @ (I, 4H)`` before the loop (the reference did ``T`` small ones); per step there is
+one recurrent GEMM, written into a preallocated buffer; in backward the per-step work is one
+GEMM ``(B, 4H) @ (4H, H)`` for the recurrent gradient, and ``grad_x``, ``grad_w_ih`` and
+``grad_w_hh`` are three big GEMMs over all steps at the end (the gate gradients of all steps
+are kept). The gate maths is the reference's, in place on slices.
+
+:func:`layer_functions` builds the layer forward/backward around any pair of gate kernels
+(see the package docstring); the Numba and Cython backends pass their fused kernels to it.
+"""
+import numpy as np
+
+from .reference import _sigmoid
+
+
+def lstm_gates_forward(xg, hg, c_prev, h, c, act):
+    H = c.shape[1]
+    np.add(xg, hg, out=act)
+    act[:, :2 * H] = _sigmoid(act[:, :2 * H])
+    act[:, 3 * H:] = _sigmoid(act[:, 3 * H:])
+    np.tanh(act[:, 2 * H:3 * H], out=act[:, 2 * H:3 * H])
+    np.multiply(act[:, H:2 * H], c_prev, out=c)
+    c += act[:, :H] * act[:, 2 * H:3 * H]
+    np.tanh(c, out=h)
+    h *= act[:, 3 * H:]
+
+
+def lstm_gates_backward(grad_h, grad_h_rec, grad_c, act, c_prev, c, grad_gates, grad_c_prev):
+    H = c.shape[1]
+    i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
+    dh = grad_h + grad_h_rec
+    tc = np.tanh(c)
+    dc = dh * o * (1 - tc * tc) + grad_c
+    grad_gates[:, :H] = dc * g * i * (1 - i)
+    grad_gates[:, H:2 * H] = dc * c_prev * f * (1 - f)
+    grad_gates[:, 2 * H:3 * H] = dc * i * (1 - g * g)
+    grad_gates[:, 3 * H:] = dh * tc * o * (1 - o)
+    np.multiply(dc, f, out=grad_c_prev)
+
+
+def layer_functions(gates_forward, gates_backward):
+    """``(lstm_layer_forward, lstm_layer_backward)`` using the given gate kernels."""
+
+    def lstm_layer_forward(x, w_ih, w_hh, bias, h0, c0, hs, cs, acts):
+        T, B, I = x.shape
+        H4 = w_hh.shape[0]
+        xg = np.matmul(x.reshape(T * B, I), w_ih.T).reshape(T, B, H4)  # all steps at once
+        if bias is not None:
+            xg += bias
+        hg = np.empty((B, H4), dtype=x.dtype)
+        h_prev, c_prev = h0, c0
+        for t in range(T):
+            np.matmul(h_prev, w_hh.T, out=hg)
+            gates_forward(xg[t], hg, c_prev, hs[t], cs[t], acts[t])
+            h_prev, c_prev = hs[t], cs[t]
+
+    def lstm_layer_backward(grad_hs, grad_hn, grad_cn, x, w_ih, w_hh, h0, c0, hs, cs, acts,
+                            grad_x, grad_w_ih, grad_w_hh, grad_b, grad_h0, grad_c0):
+        T, B, I = x.shape
+        H4, H = w_hh.shape
+        dz = np.empty((T, B, H4), dtype=x.dtype)
+        dh_rec = np.array(grad_hn, copy=True)
+        dc = np.array(grad_cn, copy=True)
+        for t in range(T - 1, -1, -1):
+            gates_backward(grad_hs[t], dh_rec, dc, acts[t], cs[t - 1] if t else c0, cs[t], dz[t], dc)
+            np.matmul(dz[t], w_hh, out=dh_rec)
+        dz2 = dz.reshape(T * B, H4)
+        np.matmul(dz2.T, x.reshape(T * B, I), out=grad_w_ih)
+        # h_{t-1} for every step: h0 then hs[:-1]
+        np.matmul(dz[0].T, h0, out=grad_w_hh)
+        if T > 1:
+            grad_w_hh += dz2[B:].T @ hs[:-1].reshape((T - 1) * B, H)
+        np.sum(dz2, axis=0, out=grad_b)
+        if grad_x is not None:
+            np.matmul(dz2, w_ih, out=grad_x.reshape(T * B, I))
+        grad_h0[...] = dh_rec
+        grad_c0[...] = dc
+
+    return lstm_layer_forward, lstm_layer_backward
+
+
+lstm_layer_forward, lstm_layer_backward = layer_functions(lstm_gates_forward, lstm_gates_backward)
