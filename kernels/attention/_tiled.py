@@ -1,0 +1,156 @@
+"""The tiled online-softmax driver shared by the Numba and Cython backends.
+
+FlashAttention's algorithm with BLAS for the tile products. The keys are cut into tiles of
+``nt`` columns and the queries into blocks of ``nq`` rows (all L rows when they fit), and
+``nb`` batch elements are processed together so one stacked BLAS call covers them:
+
+forward, per key tile t (only tiles with a key ``j <= i`` when causal, and only those rows)
+    s   = q_blk @ k_t.T                                     BLAS, (nb, nq, nt) scratch
+    p   = exp(scale*s + mask - m_new), running max m and sum l per row, alpha = exp(m_old - m_new)
+                                                            compiled ``fwd_tile``
+    out = alpha * out + p @ v_t                             BLAS + compiled ``rescale_add``
+    finally out /= l, lse = m + log(l)                      compiled ``finish``
+
+backward, per key tile t and query block, from the saved log-sum-exp (no L x S matrix)
+    p   = exp(scale * q_blk @ k_t.T + mask - lse)           BLAS + compiled ``bwd_probs``
+    dv_t += p.T @ dO ; dp = dO @ v_t.T                      BLAS
+    ds  = p * (dp - rowsum(dO * out)) * scale               compiled ``bwd_dscores``
+    dq  += ds @ k_t ; dk_t += ds.T @ q_blk                  BLAS
+
+Extra memory is the (nb, nq, nt) scratch (at most ``BUDGET`` bytes each), a few (nb, nq)
+row statistics and per-tile product buffers, whatever L and S are.
+
+Parallelism. The tile products are small (256 x 64 x 128 in the benchmark), and a 2-thread
+BLAS call on them spends its time waking and joining threads. So when the batch has at
+least as many elements as threads, the batch is split into one contiguous part per thread:
+each part runs the whole loop in a Python worker thread with single-threaded BLAS (which
+releases the GIL) and the serial build of the compiled kernels (``ops.serial``). A batch
+too small to split (B=1, long sequences) runs as one part with threaded BLAS and the
+parallel kernels (``ops.parallel``). BLAS is never called inside a compiled parallel loop.
+"""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from fastnn._config import get_num_threads
+
+BUDGET = 4 << 20  # bytes of one score scratch buffer
+TILE = 128        # keys per tile (smaller tiles skip more of the causal triangle)
+
+
+def blocks(B, L, S, itemsize):
+    """(nb, nq, nt): batch elements, query rows and keys per tile."""
+    nt = min(S, TILE)
+    nq = min(L, max(16, BUDGET // (nt * itemsize)))
+    nb = min(B, max(1, BUDGET // (nq * nt * itemsize)))
+    return nb, nq, nt
+
+
+def _scratch(buf, *shape):
+    return buf[: int(np.prod(shape))].reshape(shape)
+
+
+_pool = {}
+_lock = threading.Lock()
+
+
+def _run(body, ops, B, args):
+    """``body(kernels, p0, p1, *args)`` over the batch, split into one part per thread."""
+    nth = get_num_threads()
+    if nth <= 1 or B < nth:
+        body(ops.parallel, 0, B, *args)
+        return
+    with _lock:
+        if "ctl" not in _pool:
+            _pool["ctl"] = ThreadpoolController()
+        ex = _pool.get(nth)
+        if ex is None:
+            ex = _pool[nth] = ThreadPoolExecutor(nth, thread_name_prefix="fastnn-attention")
+    cuts = [B * t // nth for t in range(nth + 1)]
+    with _pool["ctl"].limit(limits=1, user_api="blas"):
+        jobs = [ex.submit(body, ops.serial, cuts[t], cuts[t + 1], *args) for t in range(nth)]
+        for job in jobs:
+            job.result()
+
+
+def forward(ops, q, k, v, mask, mask_idx, causal, scale, out, lse):
+    _run(_forward, ops, q.shape[0], (q, k, v, mask, mask_idx, causal, scale, out, lse))
+
+
+def backward(ops, grad_out, q, k, v, mask, mask_idx, causal, scale, out, lse, grad_q, grad_k, grad_v):
+    args = (grad_out, q, k, v, mask, mask_idx, causal, scale, out, lse, grad_q, grad_k, grad_v)
+    _run(_backward, ops, q.shape[0], args)
+
+
+def _forward(ops, p0, p1, q, k, v, mask, mask_idx, causal, scale, out, lse):
+    L, S, Ev = q.shape[1], k.shape[1], v.shape[2]
+    nb, nq, nt = blocks(p1 - p0, L, S, q.itemsize)
+    sbuf = np.empty(nb * nq * nt, q.dtype)
+    tbuf = np.empty(nb * nq * Ev, q.dtype)
+    stats = np.empty((3, nb * nq), q.dtype)
+    for b0 in range(p0, p1, nb):
+        b1 = min(p1, b0 + nb)
+        for i0 in range(0, L, nq):
+            i1 = min(L, i0 + nq)
+            m, l, alpha = (_scratch(st, b1 - b0, i1 - i0) for st in stats)
+            m.fill(-np.inf)
+            l.fill(0)
+            for j0 in range(0, min(S, i1) if causal else S, nt):
+                j1 = min(S, j0 + nt)
+                qs = max(i0, j0) if causal else i0  # causal: rows above j0 see no key of this tile
+                r = qs - i0
+                s = _scratch(sbuf, b1 - b0, i1 - qs, j1 - j0)
+                np.matmul(q[b0:b1, qs:i1], k[b0:b1, j0:j1].transpose(0, 2, 1), out=s)
+                ops.fwd_tile(s, mask, mask_idx, b0, qs, j0, causal, scale, m[:, r:], l[:, r:], alpha[:, r:])
+                o = out[b0:b1, qs:i1]
+                if j0 == 0:  # first tile: every row, out starts here
+                    np.matmul(s, v[b0:b1, j0:j1], out=o)
+                else:
+                    t = _scratch(tbuf, b1 - b0, i1 - qs, Ev)
+                    np.matmul(s, v[b0:b1, j0:j1], out=t)
+                    ops.rescale_add(o, alpha[:, r:], t)
+            ops.finish(out[b0:b1, i0:i1], m, l, lse[b0:b1, i0:i1])
+
+
+def _backward(ops, p0, p1, grad_out, q, k, v, mask, mask_idx, causal, scale, out, lse, grad_q, grad_k, grad_v):
+    L, S = q.shape[1], k.shape[1]
+    nb, nq, nt = blocks(p1 - p0, L, S, q.itemsize)
+    sbuf = np.empty(nb * nq * nt, q.dtype)
+    pbuf = np.empty(nb * nq * nt, q.dtype)
+    dsum = np.empty((p1 - p0, L), q.dtype)
+    ops.rowdot(grad_out[p0:p1], out[p0:p1], dsum)
+    for b0 in range(p0, p1, nb):
+        b1 = min(p1, b0 + nb)
+        for j0 in range(0, S, nt):
+            j1 = min(S, j0 + nt)
+            kt, vt = k[b0:b1, j0:j1], v[b0:b1, j0:j1]
+            gk, gv = grad_k[b0:b1, j0:j1], grad_v[b0:b1, j0:j1]
+            first = True
+            for i0 in range((j0 // nq) * nq if causal else 0, L, nq):
+                i1 = min(L, i0 + nq)
+                qs = max(i0, j0) if causal else i0
+                if qs >= i1:
+                    continue
+                qb, gob = q[b0:b1, qs:i1], grad_out[b0:b1, qs:i1]
+                p = _scratch(pbuf, b1 - b0, i1 - qs, j1 - j0)
+                np.matmul(qb, kt.transpose(0, 2, 1), out=p)
+                ops.bwd_probs(p, mask, mask_idx, b0, qs, j0, causal, scale, lse[b0:b1, qs:i1])
+                ds = _scratch(sbuf, b1 - b0, i1 - qs, j1 - j0)
+                np.matmul(gob, vt.transpose(0, 2, 1), out=ds)
+                ops.bwd_dscores(p, ds, dsum[b0 - p0:b1 - p0, qs:i1], scale)
+                if first:
+                    np.matmul(p.transpose(0, 2, 1), gob, out=gv)
+                    np.matmul(ds.transpose(0, 2, 1), qb, out=gk)
+                else:
+                    gv += np.matmul(p.transpose(0, 2, 1), gob)
+                    gk += np.matmul(ds.transpose(0, 2, 1), qb)
+                first = False
+                if j0 == 0:
+                    np.matmul(ds, kt, out=grad_q[b0:b1, qs:i1])
+                else:
+                    grad_q[b0:b1, qs:i1] += np.matmul(ds, kt)
+            if first:  # causal, keys past the last query: nobody attends to them
+                gk.fill(0)
+                gv.fill(0)
