@@ -26,7 +26,9 @@ elif sys.platform == "win32":
 else:
     OMP_COMPILE, OMP_LINK = ["-fopenmp"], ["-fopenmp"]
 
-COMPILE_ARGS = OMP_COMPILE + ([] if sys.platform == "win32" else ["-O3"])
+# -fno-math-errno lets sqrt/exp loops vectorise (we never read errno); NaN/inf semantics stay
+# exact: no -ffast-math / -ffinite-math-only (masks rely on -inf).
+COMPILE_ARGS = OMP_COMPILE + ([] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-fno-trapping-math"])
 if not PORTABLE and sys.platform != "win32":
     COMPILE_ARGS.append("-march=native")
 

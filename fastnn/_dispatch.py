@@ -31,19 +31,24 @@ _MODULE = {"reference": "reference", "numpy": "numpy_impl", "numba": "numba_impl
 
 # "family.kernel" (or "family" for all its kernels) -> [(min_work, backend), ...]
 AUTO_RULES = {
+    # BLAS does the work; NumPy's in-place bias add and column sum cost less than waking a team
+    "dense.linear_forward": [(0, "numpy")],
+    "dense.linear_backward": [(0, "numpy")],
+    # elementwise: NumPy's SIMD loops until a second thread pays off
+    "dense.sigmoid_forward": [(0, "numpy"), (1 << 15, "numba")],
+    "dense.sigmoid_backward": [(0, "numpy"), (1 << 16, "numba")],
+    "dense.tanh_forward": [(0, "numpy"), (1 << 15, "numba")],
+    "dense.tanh_backward": [(0, "numpy"), (1 << 16, "numba")],
+    "dense.relu_forward": [(0, "numpy"), (1 << 17, "numba")],
+    "dense.relu_backward": [(0, "numpy"), (1 << 17, "numba")],
+    # row kernels: one fused pass per row beats NumPy's 4-6 passes at every size
+    "dense.softmax_forward": [(0, "cython")],
+    "dense.softmax_backward": [(0, "cython")],
+    "dense.log_softmax_forward": [(0, "cython")],
+    "dense.log_softmax_backward": [(0, "cython")],
+    "dense.cross_entropy_forward": [(0, "cython")],
+    "dense.cross_entropy_backward": [(0, "cython")],
     "dense": [(0, "numpy")],
-    "dense.linear_forward": [(0, "cython")],
-    "dense.linear_backward": [(0, "cython")],
-    "dense.sigmoid_forward": [(0, "numpy"), (1 << 15, "cython")],
-    "dense.sigmoid_backward": [(0, "numpy"), (1 << 15, "cython")],
-    "dense.tanh_forward": [(0, "numpy"), (1 << 15, "cython")],
-    "dense.tanh_backward": [(0, "numpy"), (1 << 15, "cython")],
-    "dense.relu_forward": [(0, "numpy"), (1 << 17, "cython")],
-    "dense.relu_backward": [(0, "numpy"), (1 << 17, "cython")],
-    "dense.cross_entropy_forward": [(0, "numpy"), (1 << 14, "cython")],
-    "dense.cross_entropy_backward": [(0, "numpy"), (1 << 14, "cython")],
-    "dense.softmax_forward": [(0, "numpy"), (1 << 15, "cython")],
-    "dense.log_softmax_forward": [(0, "numpy"), (1 << 15, "cython")],
 }
 
 

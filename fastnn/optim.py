@@ -10,8 +10,8 @@ from . import _dispatch as _d
 from .nn.module import Parameter
 
 _d.register_auto({
-    "optim.sgd_step": [(0, "numpy"), (1 << 14, "cython")],
-    "optim.adam_step": [(0, "numpy"), (1 << 12, "cython")],
+    "optim.sgd_step": [(0, "numpy"), (1 << 14, "numba")],
+    "optim.adam_step": [(0, "numpy"), (1 << 12, "numba")],
 })
 
 
