@@ -22,4 +22,10 @@ from .dense import (
 
 from .recurrent import embedding, embedding_backward, lstm, lstm_backward
 
+from .attention import (
+    attention_weights,
+    scaled_dot_product_attention,
+    scaled_dot_product_attention_backward,
+)
+
 __all__ = [n for n in dir() if not n.startswith("_") and n != "dense"]

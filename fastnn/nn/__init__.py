@@ -2,9 +2,11 @@
 from .layers import Dropout, Flatten, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh
 from .module import Module, Parameter, is_grad_enabled, no_grad
 from .recurrent import LSTM, AdditiveAttention, Embedding
+from .attention import MultiheadAttention, ScaledDotProductAttention
 
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled",
     "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "Flatten", "Dropout", "Sequential",
     "Embedding", "LSTM", "AdditiveAttention",
+    "ScaledDotProductAttention", "MultiheadAttention",
 ]

@@ -1,0 +1,264 @@
+"""Attention modules: the seed's ScaledDotProductAttention and torch's MultiheadAttention.
+
+Both run the fused attention of :func:`fastnn.functional.scaled_dot_product_attention` (no
+L x S matrix unless weights are asked for) and have explicit backward passes. A query row
+with no allowed key gives 0 output and 0 gradients (torch: NaN).
+"""
+import math
+
+import numpy as np
+
+from .. import _random
+from .. import functional as F
+from .._validate import positive_int
+from .layers import Linear
+from .module import Module, Parameter
+
+
+class ScaledDotProductAttention(Module):
+    """The seed's attention: ``softmax(q @ k.T / sqrt(d_k), masked) @ v``, returning the weights too.
+
+    Parameters
+    ----------
+    d_k : int, optional
+        Key dimension for the scale ``1 / sqrt(d_k)``; default: the last dim of ``q``.
+    dtype : np.float32 (default) or np.float64; a float input of the other dtype is cast.
+
+    ``forward(q, k, v, mask=None) -> (output, weights)`` with q (..., L, E), k (..., S, E),
+    v (..., S, Ev), output (..., L, Ev), weights (..., L, S). ``mask`` broadcastable to
+    (..., L, S) follows the seed: positions where ``mask == 0`` are masked (the seed's
+    ``masked_fill(mask == 0, -1e9)``, made exact with -inf). ``backward(grad_output)`` takes
+    the gradient of the output (not of the weights) and returns ``(grad_q, grad_k, grad_v)``.
+    """
+
+    def __init__(self, d_k=None, dtype=np.float32):
+        super().__init__(dtype)
+        self.d_k = None if d_k is None else positive_int(d_k, "d_k")
+
+    def forward(self, q, k, v, mask=None):
+        q, k, v = self._input(q, "q"), self._input(k, "k"), self._input(v, "v")
+        allowed = None if mask is None else np.asarray(mask) != 0
+        scale = None if self.d_k is None else 1.0 / math.sqrt(self.d_k)
+        out, lse = F.scaled_dot_product_attention(q, k, v, allowed, scale=scale, return_lse=True)
+        weights = F.attention_weights(q, k, allowed, scale=scale)
+        self._save(q, k, v, allowed, scale, out, lse)
+        return out, weights
+
+    def backward(self, grad_output):
+        q, k, v, allowed, scale, out, lse = self._pop()
+        g = self._input(grad_output, "grad_output")
+        return F.scaled_dot_product_attention_backward(g, q, k, v, allowed, scale=scale, out=out, lse=lse)
+
+    def extra_repr(self):
+        return f"d_k={self.d_k}"
+
+
+def _xavier(rng, shape, dtype):
+    bound = math.sqrt(6.0 / (shape[0] + shape[1]))
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+class MultiheadAttention(Module):
+    """Multi-head attention, like ``torch.nn.MultiheadAttention`` (same parameters and state_dict).
+
+    Parameters
+    ----------
+    embed_dim : int
+        E, the query (and output) feature size; a multiple of ``num_heads``.
+    num_heads : int
+        H; each head has ``E // H`` features.
+    dropout : float
+        Attention-weight dropout. Only 0 is supported in training mode (the fused kernels
+        have no dropout); any value is accepted, and ignored, in ``eval()`` mode.
+    bias : bool
+        ``in_proj_bias`` (3E,) and ``out_proj.bias`` (E,).
+    batch_first : bool
+        Inputs and output (N, L, E) instead of (L, N, E).
+    kdim, vdim : int, optional
+        Key and value feature sizes (default E). When both equal E the projections are packed
+        in ``in_proj_weight`` (3E, E), as torch; otherwise ``q_proj_weight`` (E, E),
+        ``k_proj_weight`` (E, kdim) and ``v_proj_weight`` (E, vdim).
+    dtype : np.float32 (default) or np.float64; a float input of the other dtype is cast.
+    rng : numpy.random.Generator, optional
+
+    Parameters are initialised as torch: Xavier-uniform projections, zero biases,
+    ``out_proj.weight`` as a Linear. A torch state_dict (``.numpy()``-converted) loads as is.
+
+    Shapes (batch_first=False; swap L/S and N when True; unbatched inputs drop N):
+    query (L, N, E), key (S, N, kdim), value (S, N, vdim) -> output (L, N, E) and weights
+    (N, L, S) averaged over heads, or (N, H, L, S) with ``average_attn_weights=False``.
+
+    Masks follow torch's MultiheadAttention (the opposite of SDPA for bools):
+    ``key_padding_mask`` (N, S): bool True = ignore that key, float = added;
+    ``attn_mask`` (L, S) or (N*H, L, S): bool True = not allowed, float = added.
+    ``is_causal`` is torch's hint: it needs ``attn_mask`` (assumed causal); without a key
+    padding mask and with ``need_weights=False`` the causal kernel runs instead of the mask.
+
+    ``backward(grad_output) -> (grad_query, grad_key, grad_value)`` accumulates the parameter
+    gradients. In self-attention (``query``, ``key`` and ``value`` the same array) the three
+    gradients are still returned separately, one per role, as torch computes them before its
+    autograd sums them into ``x.grad``: the gradient of the shared input is their sum.
+    """
+
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=False, kdim=None, vdim=None,
+                 dtype=np.float32, rng=None):
+        super().__init__(dtype)
+        E = self.embed_dim = positive_int(embed_dim, "embed_dim")
+        H = self.num_heads = positive_int(num_heads, "num_heads")
+        if E % H:
+            raise ValueError(f"embed_dim: expected a multiple of num_heads={H}, got {E}")
+        self.head_dim = E // H
+        self.kdim = E if kdim is None else positive_int(kdim, "kdim")
+        self.vdim = E if vdim is None else positive_int(vdim, "vdim")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+        self.batch_first = bool(batch_first)
+        self._qkv_same_embed_dim = self.kdim == E and self.vdim == E
+        rng = _random.get_rng(rng)
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight = Parameter(_xavier(rng, (3 * E, E), self.dtype))
+        else:
+            self.register_parameter("in_proj_weight", None)
+            self.q_proj_weight = Parameter(_xavier(rng, (E, E), self.dtype))
+            self.k_proj_weight = Parameter(_xavier(rng, (E, self.kdim), self.dtype))
+            self.v_proj_weight = Parameter(_xavier(rng, (E, self.vdim), self.dtype))
+        self.register_parameter("in_proj_bias", Parameter(np.zeros(3 * E, self.dtype)) if bias else None)
+        self.out_proj = Linear(E, E, bias=bias, dtype=self.dtype, rng=rng)
+        if bias:
+            self.out_proj.bias.data[...] = 0
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _weights(self):
+        E = self.embed_dim
+        if self._qkv_same_embed_dim:
+            w = self.in_proj_weight.data
+            ws = (w[:E], w[E:2 * E], w[2 * E:])
+        else:
+            ws = (self.q_proj_weight.data, self.k_proj_weight.data, self.v_proj_weight.data)
+        b = self.in_proj_bias
+        bs = (None,) * 3 if b is None else (b.data[:E], b.data[E:2 * E], b.data[2 * E:])
+        return ws, bs
+
+    def _to_nle(self, x, name, feat, batched):
+        """(N, L, feat) view of an input in the module's layout."""
+        x = self._input(x, name)
+        want = 3 if batched else 2
+        lay = ("(N, L, " if self.batch_first else "(L, N, ") if batched else "("
+        if x.ndim != want or x.shape[-1] != feat:
+            raise ValueError(f"{name}: expected shape {lay}{feat}), got {x.shape}")
+        if not batched:
+            return x[None]
+        return x if self.batch_first else x.transpose(1, 0, 2)
+
+    def _mask(self, m, name, shapes):
+        """``m`` (bool True = masked, or float) as an additive mask in the module dtype."""
+        m = np.asarray(m)
+        if m.dtype != np.bool_ and m.dtype.kind != "f":
+            raise TypeError(f"{name}: expected a bool or float array, got dtype {m.dtype}")
+        if m.shape not in shapes:
+            raise ValueError(f"{name}: expected shape {' or '.join(map(str, shapes))}, got {m.shape}")
+        if m.dtype == np.bool_:
+            return np.where(m, -np.inf, 0).astype(self.dtype)
+        return m.astype(self.dtype, copy=False)
+
+    # -- forward / backward ----------------------------------------------------------------
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+                average_attn_weights=True, is_causal=False):
+        self_attn = query is key and key is value
+        qa = np.asarray(query)
+        if qa.ndim not in (2, 3):
+            raise ValueError(f"query: expected a 3-D (batched) or 2-D (unbatched) array, got shape {qa.shape}")
+        batched = qa.ndim == 3
+        E, H, hd = self.embed_dim, self.num_heads, self.head_dim
+        x_q = self._to_nle(query, "query", E, batched)
+        x_k = x_q if self_attn else self._to_nle(key, "key", self.kdim, batched)
+        x_v = x_q if self_attn else self._to_nle(value, "value", self.vdim, batched)
+        N, L = x_q.shape[:2]
+        S = x_k.shape[1]
+        if x_k.shape[0] != N or x_v.shape[0] != N:
+            raise ValueError(f"key, value: expected batch size N={N} (that of query), got key {np.shape(key)}, "
+                             f"value {np.shape(value)}")
+        if x_v.shape[1] != S:
+            raise ValueError(f"value: expected S={S} entries (those of key), got shape {np.shape(value)}")
+        if self.training and self.dropout > 0:
+            raise ValueError(f"dropout: attention dropout is not supported in training mode, got {self.dropout}; "
+                             "use dropout=0.0 or eval()")
+        if not isinstance(is_causal, (bool, np.bool_)):
+            raise TypeError(f"is_causal: expected a bool, got {type(is_causal).__name__}")
+        if is_causal and attn_mask is None:
+            raise ValueError("is_causal: needs attn_mask (torch's hint that attn_mask is causal), got attn_mask=None")
+
+        mask = None
+        if attn_mask is not None:
+            shapes = ((L, S), (N * H, L, S)) if batched else ((L, S), (H, L, S))
+            am = self._mask(attn_mask, "attn_mask", shapes)
+            mask = am if am.ndim == 2 else am.reshape(N, H, L, S)
+        if key_padding_mask is not None:
+            kpm = self._mask(key_padding_mask, "key_padding_mask", ((N, S),) if batched else ((S,),))
+            kpm = kpm.reshape(N, 1, 1, S)
+            mask = kpm if mask is None else mask + kpm
+        causal = False
+        if is_causal and key_padding_mask is None and not need_weights:
+            causal, mask = True, None
+
+        (wq, wk, wv), (bq, bk, bv) = self._weights()
+        if self_attn and self._qkv_same_embed_dim:
+            qkv = F.linear(x_q, self.in_proj_weight.data, None if self.in_proj_bias is None else self.in_proj_bias.data)
+            q, k, v = qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
+        else:
+            q, k, v = F.linear(x_q, wq, bq), F.linear(x_k, wk, bk), F.linear(x_v, wv, bv)
+        q4 = np.ascontiguousarray(q.reshape(N, L, H, hd).transpose(0, 2, 1, 3))
+        k4 = np.ascontiguousarray(k.reshape(N, S, H, hd).transpose(0, 2, 1, 3))
+        v4 = np.ascontiguousarray(v.reshape(N, S, H, hd).transpose(0, 2, 1, 3))
+        o4, lse = F.scaled_dot_product_attention(q4, k4, v4, mask, causal, return_lse=True)
+        o = np.ascontiguousarray(o4.transpose(0, 2, 1, 3)).reshape(N, L, E)
+        y = self.out_proj(o)
+        weights = None
+        if need_weights:
+            weights = F.attention_weights(q4, k4, mask, causal)
+            if average_attn_weights:
+                weights = weights.mean(axis=1)
+            if not batched:
+                weights = weights[0]
+        self._save(x_q, x_k, x_v, q4, k4, v4, mask, causal, o4, lse, self_attn, batched)
+        if not batched:
+            return y[0], weights
+        return (y if self.batch_first else np.ascontiguousarray(y.transpose(1, 0, 2))), weights
+
+    def backward(self, grad_output):
+        x_q, x_k, x_v, q4, k4, v4, mask, causal, o4, lse, self_attn, batched = self._pop()
+        N, H, L, hd = q4.shape
+        S, E = k4.shape[2], self.embed_dim
+        g = self._input(grad_output, "grad_output")
+        want = ((N, L, E) if self.batch_first else (L, N, E)) if batched else (L, E)
+        if g.shape != want:
+            raise ValueError(f"grad_output: expected shape {want}, got {g.shape}")
+        g = g[None] if not batched else (g if self.batch_first else g.transpose(1, 0, 2))
+        go = self.out_proj.backward(np.ascontiguousarray(g))
+        g4 = np.ascontiguousarray(go.reshape(N, L, H, hd).transpose(0, 2, 1, 3))
+        gq4, gk4, gv4 = F.scaled_dot_product_attention_backward(g4, q4, k4, v4, mask, causal, out=o4, lse=lse)
+        (wq, wk, wv), _ = self._weights()
+        grads, gws, gbs = [], [], []
+        for g_h, x, w, n in ((gq4, x_q, wq, L), (gk4, x_k, wk, S), (gv4, x_v, wv, S)):
+            gp = np.ascontiguousarray(g_h.transpose(0, 2, 1, 3)).reshape(N, n, E)
+            gx, gw, gb = F.linear_backward(gp, x, w)
+            grads.append(gx)
+            gws.append(gw)
+            gbs.append(gb)
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight.accumulate(np.concatenate(gws))
+        else:
+            for p, gw in zip((self.q_proj_weight, self.k_proj_weight, self.v_proj_weight), gws):
+                p.accumulate(gw)
+        if self.in_proj_bias is not None:
+            self.in_proj_bias.accumulate(np.concatenate(gbs))
+        if not batched:
+            return tuple(gx[0] for gx in grads)
+        if self.batch_first:
+            return tuple(grads)
+        return tuple(np.ascontiguousarray(gx.transpose(1, 0, 2)) for gx in grads)
+
+    def extra_repr(self):
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, kdim={self.kdim}, vdim={self.vdim}, "
+                f"batch_first={self.batch_first}")
