@@ -1,0 +1,149 @@
+"""The im2col + BLAS driver shared by the Numba and Cython backends.
+
+Each backend supplies four *serial*, GIL-free compiled loops (``ops``)::
+
+    im2col(x, n0, n1, cols, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW)
+        cols[(c, i, j), n * P + p] = padded x[n0 + n, c] at tap (i, j) of output p
+    col2im(cols, grad_x, n0, n1, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW)
+        grad_x[n0:n1] = sum of the cols entries that came from each input pixel
+    gemm_to_nchw(tmp, b, out, n0, n1, has_bias)     tmp (K, n*P) -> out[n0:n1] + bias
+    nchw_to_gemm(grad_out, n0, n1, g, grad_b)       grad_out[n0:n1] -> g (K, n*P); grad_b += row sums
+
+and this driver runs them with one BLAS GEMM per group and batch chunk.
+
+Why threads over the batch, BLAS single-threaded
+------------------------------------------------
+The batch is split into one contiguous slice per thread (``fastnn.get_num_threads()``); each
+thread unrolls, multiplies (BLAS on one thread, in the calling thread) and scatters its own
+images with its own buffers, and the threads meet only once, at the end. A multi-threaded BLAS
+call instead synchronises its threads inside every GEMM: on the shared 2-core machine this was
+3-10x slower than one thread per GEMM (64x576 @ 576x3136: 32 ms on 2 BLAS threads vs 3.5-7 ms
+on one, measured), and the per-image GEMMs of a convolution are big enough to run near a
+core's peak on their own. While the driver runs, OpenBLAS is set to one thread and restored
+after (a ctypes call, ~2 us).
+
+Memory: per thread, ``cols (C*KH*KW, n*P)`` and ``tmp``/``g`` ``(K, n*P)`` for a chunk of ``n``
+images with ``cols`` under ``COL_BYTES / threads``; the backward adds a ``(K, C/groups*KH*KW)``
+partial ``grad_w`` per thread. It does not grow with the batch.
+"""
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from fastnn._config import get_num_threads
+
+from . import COL_BYTES
+
+_pool = None
+_pool_size = 0
+_blas = None
+
+
+def _blas_libs():
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+    return _blas
+
+
+class _OneBlasThread:
+    def __enter__(self):
+        self.saved = [(c, c.num_threads) for c in _blas_libs()]
+        for c, n in self.saved:
+            if n != 1:
+                c.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        for c, n in self.saved:
+            if n != 1:
+                c.set_num_threads(n)
+
+
+def _run(fn, N):
+    """Call ``fn(lo, hi)`` on ``nt`` contiguous batch slices in parallel; list of results."""
+    global _pool, _pool_size
+    nt = max(1, min(get_num_threads(), N))
+    bounds = [(N * t // nt, N * (t + 1) // nt) for t in range(nt)]
+    with _OneBlasThread():
+        if nt == 1:
+            return [fn(0, N)]
+        if _pool is None or _pool_size < nt:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=nt, thread_name_prefix="fastnn-conv")
+            _pool_size = nt
+        futures = [_pool.submit(fn, lo, hi) for lo, hi in bounds[1:]]
+        first = fn(*bounds[0])  # this thread takes the first slice
+        return [first] + [f.result() for f in futures]
+
+
+def _geometry(x, w, out_hw, groups):
+    N, C = x.shape[:2]
+    K, cg, kh, kw = w.shape
+    P = out_hw[0] * out_hw[1]
+    nt = max(1, min(get_num_threads(), N))
+    step = max(1, min(-(-N // nt), (COL_BYTES // nt) // max(C * kh * kw * P * x.itemsize, 1)))
+    return N, C, K, cg, kh, kw, K // groups, cg * kh * kw, P, step
+
+
+def forward(ops, x, w, b, out, stride, padding, dilation, groups):
+    N, C, K, cg, kh, kw, kg, ckk, P, step = _geometry(x, w, out.shape[2:], groups)
+    OH, OW = out.shape[2:]
+    geo = (kh, kw, stride[0], stride[1], padding[0], padding[2], dilation[0], dilation[1], OH, OW)
+    wm = w.reshape(K, ckk)
+    has_bias = b is not None
+    bb = b if has_bias else np.zeros(1, x.dtype)
+
+    def work(lo, hi):
+        cols = np.empty((C * kh * kw, step * P), x.dtype)
+        tmp = np.empty((K, step * P), x.dtype)
+        for n0 in range(lo, hi, step):
+            n1 = min(hi, n0 + step)
+            m = (n1 - n0) * P
+            ops.im2col(x, n0, n1, cols, *geo)
+            for q in range(groups):
+                ks, cs = slice(q * kg, (q + 1) * kg), slice(q * ckk, (q + 1) * ckk)
+                np.matmul(wm[ks], cols[cs, :m], out=tmp[ks, :m])
+            ops.gemm_to_nchw(tmp, bb, out, n0, n1, has_bias)
+
+    _run(work, N)
+
+
+def backward(ops, grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups):
+    N, C, K, cg, kh, kw, kg, ckk, P, step = _geometry(x, w, grad_out.shape[2:], groups)
+    OH, OW = grad_out.shape[2:]
+    geo = (kh, kw, stride[0], stride[1], padding[0], padding[2], dilation[0], dilation[1], OH, OW)
+    wm = w.reshape(K, ckk)
+
+    def work(lo, hi):
+        cols = np.empty((C * kh * kw, step * P), x.dtype)
+        g = np.empty((K, step * P), x.dtype)
+        gw = np.zeros((K, ckk), x.dtype)
+        part = np.empty((kg, ckk), x.dtype)
+        gb = np.zeros(K, x.dtype)
+        for n0 in range(lo, hi, step):
+            n1 = min(hi, n0 + step)
+            m = (n1 - n0) * P
+            ops.nchw_to_gemm(grad_out, n0, n1, g, gb)
+            ops.im2col(x, n0, n1, cols, *geo)
+            for q in range(groups):
+                ks, cs = slice(q * kg, (q + 1) * kg), slice(q * ckk, (q + 1) * ckk)
+                np.matmul(g[ks, :m], cols[cs, :m].T, out=part)
+                gw[ks] += part
+                if grad_x is not None:  # this group's cols are used up: reuse the buffer
+                    np.matmul(wm[ks].T, g[ks, :m], out=cols[cs, :m])
+            if grad_x is not None:
+                ops.col2im(cols, grad_x, n0, n1, *geo)
+        return gw, gb
+
+    parts = _run(work, N)
+    gw = grad_w.reshape(K, ckk)
+    gw[...] = parts[0][0]
+    for p in parts[1:]:
+        gw += p[0]
+    if grad_b is not None:
+        grad_b[...] = parts[0][1]
+        for p in parts[1:]:
+            grad_b += p[1]

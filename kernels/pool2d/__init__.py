@@ -1,0 +1,16 @@
+"""2-D max and average pooling kernels (NCHW), forward and backward.
+
+Shared signature of every backend (arrays C-contiguous, one float dtype; ``kernel=(kh, kw)``,
+``stride=(sh, sw)``, ``padding=(ph, pw)`` symmetric; the output size, ``ceil_mode`` included,
+is resolved by the functional layer and read from ``out``/``grad_out``)::
+
+    max_pool2d_forward(x, out, kernel, stride, padding)
+    max_pool2d_backward(grad_out, x, grad_x, kernel, stride, padding)       grad_x zeroed by the caller
+    avg_pool2d_forward(x, out, kernel, stride, padding, count_include_pad)
+    avg_pool2d_backward(grad_out, grad_x, kernel, stride, padding, count_include_pad)   grad_x zeroed
+
+Window ``(oh, ow)`` covers rows ``oh*sh - ph .. + kh`` clipped to the input (padding is -inf for
+max, 0 for average). Max pooling's gradient goes to the *first* maximal element of a window in
+row-major order, and a NaN counts as maximal (torch's rule ``v > m or isnan(v)``). The average's
+divisor is the window clipped to ``H + ph`` / ``W + pw`` (``count_include_pad``) or to the input.
+"""

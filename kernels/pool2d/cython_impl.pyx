@@ -1,0 +1,140 @@
+# cython: language_level=3
+"""Cython pooling: OpenMP ``prange`` over the ``N * C`` planes, one pass over each window.
+
+The same algorithms as the Numba backend: the max-pool backward recomputes each window's
+first maximal element (a NaN wins) from ``x`` and adds the gradient there; a plane belongs to
+one thread, so overlapping windows need no atomics. Loops below ``_SERIAL`` output elements
+run on one thread.
+"""
+from cython.parallel cimport prange
+
+from fastnn._config import get_num_threads
+
+ctypedef fused floating:
+    float
+    double
+
+cdef Py_ssize_t _SERIAL = 1 << 13
+
+
+cdef inline int _threads(Py_ssize_t work):
+    return 1 if work < _SERIAL else get_num_threads()
+
+
+cdef inline Py_ssize_t _argmax(const floating[:, ::1] xc, Py_ssize_t h0, Py_ssize_t h1, Py_ssize_t w0,
+                               Py_ssize_t w1) noexcept nogil:
+    # flat index i * W + j of the first maximal element; the first NaN wins
+    cdef Py_ssize_t W = xc.shape[1], i, j, best = h0 * W + w0
+    cdef floating m = xc[h0, w0], v
+    if m != m:
+        return best
+    for i in range(h0, h1):
+        for j in range(w0, w1):
+            v = xc[i, j]
+            if v != v:
+                return i * W + j
+            if v > m:
+                m = v
+                best = i * W + j
+    return best
+
+
+def _max_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t kh, Py_ssize_t kw,
+                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw):
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], t, n, c, oh, ow, h0, h1, w0, w1, a
+    cdef int nt = _threads(N * C * OH * OW)
+    for t in prange(N * C, nogil=True, schedule="static", num_threads=nt):
+        n = t // C
+        c = t % C
+        for oh in range(OH):
+            h0 = max(oh * sh - ph, 0)
+            h1 = min(oh * sh - ph + kh, H)
+            for ow in range(OW):
+                w0 = max(ow * sw - pw, 0)
+                w1 = min(ow * sw - pw + kw, W)
+                a = _argmax(x[n, c], h0, h1, w0, w1)
+                out[n, c, oh, ow] = x[n, c, a // W, a % W]
+
+
+def _max_backward(const floating[:, :, :, ::1] grad_out, const floating[:, :, :, ::1] x,
+                  floating[:, :, :, ::1] grad_x, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                  Py_ssize_t ph, Py_ssize_t pw):
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3], t, n, c, oh, ow, h0, h1, w0, w1, a
+    cdef int nt = _threads(N * C * OH * OW)
+    for t in prange(N * C, nogil=True, schedule="static", num_threads=nt):
+        n = t // C
+        c = t % C
+        for oh in range(OH):
+            h0 = max(oh * sh - ph, 0)
+            h1 = min(oh * sh - ph + kh, H)
+            for ow in range(OW):
+                w0 = max(ow * sw - pw, 0)
+                w1 = min(ow * sw - pw + kw, W)
+                a = _argmax(x[n, c], h0, h1, w0, w1)
+                grad_x[n, c, a // W, a % W] += grad_out[n, c, oh, ow]
+
+
+cdef inline Py_ssize_t _window(Py_ssize_t o, Py_ssize_t s, Py_ssize_t p, Py_ssize_t k, Py_ssize_t size,
+                               bint cip, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    cdef Py_ssize_t start = o * s - p, end = min(o * s - p + k, size + p)
+    lo[0] = max(start, 0)
+    hi[0] = min(end, size)
+    return (end - start) if cip else (hi[0] - lo[0])
+
+
+def _avg_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t kh, Py_ssize_t kw,
+                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, bint cip):
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], t, n, c, oh, ow, h0, h1, w0, w1, i, j, dh, dw
+    cdef double acc
+    cdef int nt = _threads(N * C * OH * OW)
+    for t in prange(N * C, nogil=True, schedule="static", num_threads=nt):
+        n = t // C
+        c = t % C
+        for oh in range(OH):
+            dh = _window(oh, sh, ph, kh, H, cip, &h0, &h1)
+            for ow in range(OW):
+                dw = _window(ow, sw, pw, kw, W, cip, &w0, &w1)
+                acc = 0
+                for i in range(h0, h1):
+                    for j in range(w0, w1):
+                        acc = acc + x[n, c, i, j]
+                out[n, c, oh, ow] = <floating>(acc / (dh * dw))
+
+
+def _avg_backward(const floating[:, :, :, ::1] grad_out, floating[:, :, :, ::1] grad_x, Py_ssize_t kh,
+                  Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, bint cip):
+    cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2], W = grad_x.shape[3]
+    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3], t, n, c, oh, ow, h0, h1, w0, w1, i, j, dh, dw
+    cdef floating v
+    cdef int nt = _threads(N * C * OH * OW)
+    for t in prange(N * C, nogil=True, schedule="static", num_threads=nt):
+        n = t // C
+        c = t % C
+        for oh in range(OH):
+            dh = _window(oh, sh, ph, kh, H, cip, &h0, &h1)
+            for ow in range(OW):
+                dw = _window(ow, sw, pw, kw, W, cip, &w0, &w1)
+                v = grad_out[n, c, oh, ow] / (dh * dw)
+                for i in range(h0, h1):
+                    for j in range(w0, w1):
+                        grad_x[n, c, i, j] += v
+
+
+def max_pool2d_forward(x, out, kernel, stride, padding):
+    _max_forward(x, out, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
+
+
+def max_pool2d_backward(grad_out, x, grad_x, kernel, stride, padding):
+    _max_backward(grad_out, x, grad_x, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
+
+
+def avg_pool2d_forward(x, out, kernel, stride, padding, count_include_pad):
+    _avg_forward(x, out, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], count_include_pad)
+
+
+def avg_pool2d_backward(grad_out, grad_x, kernel, stride, padding, count_include_pad):
+    _avg_backward(grad_out, grad_x, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
+                  count_include_pad)

@@ -1,0 +1,125 @@
+"""Numba pooling: ``prange`` over the ``N * C`` planes, one pass over each window.
+
+The max-pool backward recomputes each window's first maximal element from ``x`` (nothing is
+stored by the forward) and adds the gradient there; a plane is owned by one thread, so
+overlapping windows need no atomics.
+"""
+import numpy as np
+from numba import njit, prange
+
+FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+_jit = dict(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
+
+
+@njit(cache=True, nogil=True)
+def _argmax(xc, h0, h1, w0, w1):
+    # first maximal element; a NaN wins (the first NaN)
+    bi, bj = h0, w0
+    m = xc[h0, w0]
+    if m != m:
+        return bi, bj
+    for i in range(h0, h1):
+        for j in range(w0, w1):
+            v = xc[i, j]
+            if v != v:
+                return i, j
+            if v > m:
+                m = v
+                bi, bj = i, j
+    return bi, bj
+
+
+@njit(**_jit)
+def _max_forward(x, out, kh, kw, sh, sw, ph, pw):
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    for t in prange(N * C):
+        xc = x[t // C, t % C]
+        o = out[t // C, t % C]
+        for oh in range(OH):
+            h0 = max(oh * sh - ph, 0)
+            h1 = min(oh * sh - ph + kh, H)
+            for ow in range(OW):
+                w0 = max(ow * sw - pw, 0)
+                w1 = min(ow * sw - pw + kw, W)
+                bi, bj = _argmax(xc, h0, h1, w0, w1)
+                o[oh, ow] = xc[bi, bj]
+
+
+@njit(**_jit)
+def _max_backward(grad_out, x, grad_x, kh, kw, sh, sw, ph, pw):
+    N, C, H, W = x.shape
+    OH, OW = grad_out.shape[2], grad_out.shape[3]
+    for t in prange(N * C):
+        xc = x[t // C, t % C]
+        g = grad_out[t // C, t % C]
+        gx = grad_x[t // C, t % C]
+        for oh in range(OH):
+            h0 = max(oh * sh - ph, 0)
+            h1 = min(oh * sh - ph + kh, H)
+            for ow in range(OW):
+                w0 = max(ow * sw - pw, 0)
+                w1 = min(ow * sw - pw + kw, W)
+                bi, bj = _argmax(xc, h0, h1, w0, w1)
+                gx[bi, bj] += g[oh, ow]
+
+
+@njit(cache=True, nogil=True)
+def _window(o, s, p, k, size, count_include_pad):
+    start = o * s - p
+    end = min(start + k, size + p)
+    lo = max(start, 0)
+    hi = min(end, size)
+    return lo, hi, (end - start) if count_include_pad else (hi - lo)
+
+
+@njit(**_jit)
+def _avg_forward(x, out, kh, kw, sh, sw, ph, pw, cip):
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    for t in prange(N * C):
+        xc = x[t // C, t % C]
+        o = out[t // C, t % C]
+        for oh in range(OH):
+            h0, h1, dh = _window(oh, sh, ph, kh, H, cip)
+            for ow in range(OW):
+                w0, w1, dw = _window(ow, sw, pw, kw, W, cip)
+                acc = 0.0
+                for i in range(h0, h1):
+                    for j in range(w0, w1):
+                        acc += xc[i, j]
+                o[oh, ow] = acc / (dh * dw)
+
+
+@njit(**_jit)
+def _avg_backward(grad_out, grad_x, kh, kw, sh, sw, ph, pw, cip):
+    N, C, H, W = grad_x.shape
+    OH, OW = grad_out.shape[2], grad_out.shape[3]
+    for t in prange(N * C):
+        g = grad_out[t // C, t % C]
+        gx = grad_x[t // C, t % C]
+        for oh in range(OH):
+            h0, h1, dh = _window(oh, sh, ph, kh, H, cip)
+            for ow in range(OW):
+                w0, w1, dw = _window(ow, sw, pw, kw, W, cip)
+                v = g[oh, ow] / (dh * dw)
+                for i in range(h0, h1):
+                    for j in range(w0, w1):
+                        gx[i, j] += v
+
+
+def max_pool2d_forward(x, out, kernel, stride, padding):
+    _max_forward(x, out, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
+
+
+def max_pool2d_backward(grad_out, x, grad_x, kernel, stride, padding):
+    _max_backward(grad_out, x, grad_x, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
+
+
+def avg_pool2d_forward(x, out, kernel, stride, padding, count_include_pad):
+    _avg_forward(x, out, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], count_include_pad)
+
+
+def avg_pool2d_backward(grad_out, grad_x, kernel, stride, padding, count_include_pad):
+    _avg_backward(grad_out, grad_x, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
+                  count_include_pad)
