@@ -39,8 +39,12 @@ test-checked: install
 	$(BIN)/python -m pytest -q tests; status=$$?; \
 	$(PIP) install -q --no-build-isolation -e ".[test]"; exit $$status
 
+# pytest-benchmark: fastnn backends and torch in two processes, same thread count.
+# Extra options (e.g. --benchmark-autosave, --benchmark-compare) go in BENCH_ARGS.
+BENCH_ARGS ?=
 bench: install $(VENV)/.data
-	$(BIN)/python -m pytest bench --benchmark-only --benchmark-group-by=group -q
+	cd bench && ../$(BIN)/python -m pytest . -q -p no:cacheprovider --benchmark-only --benchmark-group-by=group $(BENCH_ARGS)
+	cd bench && FASTNN_BENCH_TORCH=1 ../$(BIN)/python -m pytest . -q -p no:cacheprovider --benchmark-only --benchmark-group-by=group $(BENCH_ARGS)
 
 clean:
 	rm -rf build *.egg-info kernels/*/*.c kernels/*/*.so kernels/*/__pycache__ $(VENV)

@@ -1,8 +1,8 @@
-"""The ``fastnn`` command: ``info``, ``train mlp``."""
+"""The ``fastnn`` command: ``info``, ``train <model>``, ``bench``."""
 import argparse
 import sys
 
-MODELS = ("mlp",)
+MODELS = ("mlp", "seq2seq", "cnn",)
 
 
 def _info(args):
@@ -30,7 +30,7 @@ def _train(args):
 
     if args.threads:
         fastnn.set_num_threads(args.threads)
-    runner = {"mlp": train.train_mlp}[args.model]
+    runner = {"mlp": train.train_mlp, "seq2seq": train.train_seq2seq, "cnn": train.train_cnn}[args.model]
     kwargs = dict(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, limit=args.limit,
                   progress=not args.no_progress)
     if args.lr is not None:
@@ -38,6 +38,36 @@ def _train(args):
     with fastnn.use_backend(args.backend):
         acc = runner(**kwargs)
     print(f"test accuracy: {acc * 100:.2f}%")
+    return 0
+
+
+def _bench(args):
+    import json
+    import os
+
+    from .benchmarks import _report
+
+    if args.from_json:
+        with open(args.from_json) as f:
+            results = _report.validate(json.load(f))
+    else:
+        if args.native_blas:  # this command's worker processes only; tests and CI keep the env
+            for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+                os.environ.pop(var, None)
+        ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
+        impls = [i.strip() for i in args.impls.split(",")] if args.impls else None
+        results = _report.run(ops, quick=args.quick, threads=args.threads, progress=not args.no_progress,
+                              impls=impls)
+        _report.write(results, args.out)
+    print(_report.header(results))
+    for op in _report.ops_in(results):
+        print(f"\n## {op}\n")
+        print(_report.op_table(results, op))
+    if not args.from_json:
+        print(f"\nwrote {os.path.join(args.out, 'results.json')}, report.md and chart.png (if matplotlib) in {args.out}")
+    if args.update_doc:
+        ops = _report.update_doc(results, args.update_doc)
+        print(f"updated {args.update_doc}: {', '.join(ops) or 'no bench blocks matched'}")
     return 0
 
 
@@ -63,6 +93,18 @@ def build_parser():
     t.add_argument("--limit", type=_positive, default=None, help="use only the first N training samples")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
+    b = sub.add_parser("bench", help="the optimisation ladder of each op against torch, as a report")
+    b.add_argument("--ops", default=None, help="comma-separated ops (default: all), e.g. dense,conv2d,attention")
+    b.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run: < 3 minutes)")
+    b.add_argument("--threads", type=_positive, default=None, help="threads for fastnn and torch alike")
+    b.add_argument("--out", default="bench-results", help="folder for results.json, report.md, chart.png")
+    b.add_argument("--impls", default=None, help="comma-separated subset of reference,numpy,numba,cython,auto,torch")
+    b.add_argument("--native-blas", action="store_true",
+                   help="unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for the benchmark processes (header shows the kernel)")
+    b.add_argument("--from-json", default=None, help="render an existing results.json instead of measuring")
+    b.add_argument("--update-doc", default=None, help="rewrite the <!-- bench:OP --> tables of this markdown file")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=_bench)
     return p
 
 

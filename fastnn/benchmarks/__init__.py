@@ -35,6 +35,8 @@ class Workload:
     make: object
     impls: tuple = FASTNN_IMPLS + ("torch",)
     note: str = ""
+    small: str = ""  # a smaller workload that slow rungs run instead (time scaled by FLOPs)
+    slow_impls: tuple = ("reference",)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -45,11 +47,17 @@ class Workload:
 WORKLOADS = {}
 
 
-def workload(name, op, shape, flops, dtype="float32", impls=FASTNN_IMPLS + ("torch",), note="", **extra):
-    """Decorator: register ``make(impl) -> closure`` as workload ``name``."""
+def workload(name, op, shape, flops, dtype="float32", impls=FASTNN_IMPLS + ("torch",), note="", small="",
+             slow_impls=("reference",), **extra):
+    """Decorator: register ``make(impl) -> closure`` as workload ``name``.
+
+    ``small`` names another workload of the same op that the ``slow_impls`` (the seed's loops)
+    run instead; ``fastnn bench`` scales their time by the FLOP ratio and marks it.
+    """
 
     def deco(make):
-        WORKLOADS[name] = Workload(name, op, shape, dtype, float(flops), make, tuple(impls), note, extra)
+        WORKLOADS[name] = Workload(name, op, shape, dtype, float(flops), make, tuple(impls), note, small,
+                                   tuple(slow_impls), extra)
         return make
 
     return deco
@@ -86,7 +94,8 @@ def time_closure(fn, min_time=0.5, max_rounds=200, min_rounds=5):
     t0 = time.perf_counter()
     fn()
     cold = time.perf_counter() - t0
-    fn()  # second warm-up: caches, BLAS buffers
+    if cold < min_time:
+        fn()  # second warm-up: caches, BLAS buffers (skipped for calls slower than the budget)
     times = []
     start = time.perf_counter()
     while len(times) < min_rounds or (time.perf_counter() - start < min_time and len(times) < max_rounds):
@@ -97,27 +106,106 @@ def time_closure(fn, min_time=0.5, max_rounds=200, min_rounds=5):
             "max_s": max(times), "rounds": len(times)}
 
 
-def run_in_process(name, impl, threads=None, min_time=0.5, max_rounds=200):
-    fn = prepare(name, impl, threads)
-    return time_closure(fn, min_time=min_time, max_rounds=max_rounds)
+def peak_memory(fn):
+    """Peak extra memory of one call of ``fn`` in bytes, and how it was measured.
 
+    The larger of ``tracemalloc``'s peak (exact for NumPy allocations) and the peak of the
+    process's resident set sampled every 0.5 ms by a thread (catches allocations NumPy does
+    not trace: Numba's runtime, C ``malloc`` scratch in kernels, torch).
+    """
+    import threading
+    import tracemalloc
 
-def run_isolated(name, impl, threads=None, min_time=0.5, max_rounds=200, timeout=900):
-    """Time ``name`` × ``impl`` in a fresh Python process; returns the timing dict (or ``error``)."""
-    cmd = [sys.executable, "-m", "fastnn.benchmarks", name, impl, str(threads or 0), str(min_time), str(max_rounds)]
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
-    if p.returncode != 0:
-        return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(p.stdout.strip().splitlines()[-1])
+        base = rss()
+    except OSError:  # pragma: no cover - no /proc
+        base = None
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss() - base)
+            done.wait(0.0005)
+
+    sampler = threading.Thread(target=sample, daemon=True) if base is not None else None
+    tracemalloc.start()
+    if sampler:
+        sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        if sampler:
+            sampler.join()
+        _, traced = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return max(traced, peak[0]), "max(tracemalloc, sampled RSS)" if sampler else "tracemalloc"
+
+
+def run_in_process(name, impl, threads=None, min_time=0.5, max_rounds=200, memory=True):
+    """Time workload ``name`` with ``impl`` in this process (see :func:`run_isolated`)."""
+    fn = prepare(name, impl, threads)
+    res = time_closure(fn, min_time=min_time, max_rounds=max_rounds)
+    if memory:
+        res["peak_mem_bytes"], res["mem_method"] = peak_memory(fn)
+    return res
+
+
+def run_isolated(names, impl, threads=None, min_time=0.5, max_rounds=200, timeout=1800, on_result=None):
+    """Time each workload of ``names`` with ``impl`` in one fresh Python process.
+
+    One process per implementation keeps torch's and fastnn's thread pools apart (and saves
+    start-up time). Returns ``{name: timing dict or {"error": ...}}``; ``on_result(name, res)``
+    is called as each arrives (for progress bars).
+    """
+    cmd = [sys.executable, "-m", "fastnn.benchmarks", impl, str(threads or 0), str(min_time), str(max_rounds), *names]
+    out = {}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    t0 = time.perf_counter()
+    for line in proc.stdout:
+        if time.perf_counter() - t0 > timeout:
+            proc.kill()
+            break
+        if line.startswith("{"):
+            rec = json.loads(line)
+            out[rec.pop("workload")] = rec
+            if on_result:
+                on_result(list(out)[-1], out[list(out)[-1]])
+    err = proc.stderr.read()
+    proc.wait()
+    for n in names:
+        if n not in out:
+            msg = (err.strip().splitlines() or ["process failed"])[-1]
+            out[n] = {"error": msg}
+            if on_result:
+                on_result(n, out[n])
+    return out
+
+
+def blas_info():
+    """The BLAS libraries loaded in this process, with the kernel (architecture) they chose."""
+    from threadpoolctl import threadpool_info
+
+    return [{"internal_api": str(lib.get("internal_api")), "version": str(lib.get("version")),
+             "architecture": str(lib.get("architecture")), "num_threads": int(lib.get("num_threads", 0))}
+            for lib in threadpool_info() if lib.get("user_api") == "blas"]
 
 
 def _worker(argv):
-    name, impl, threads, min_time, max_rounds = argv
-    res = run_in_process(name, impl, int(threads) or None, float(min_time), int(max_rounds))
-    print(json.dumps(res))
+    impl, threads, min_time, max_rounds, *names = argv
+    for name in names:
+        try:
+            res = run_in_process(name, impl, int(threads) or None, float(min_time), int(max_rounds))
+        except Exception as e:  # report and go on with the next workload
+            res = {"error": f"{type(e).__name__}: {e}"}
+        res["workload"] = name
+        res["blas"] = blas_info()
+        print(json.dumps(res), flush=True)
 
 
 if __name__ == "__main__":
