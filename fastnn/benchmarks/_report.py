@@ -42,10 +42,8 @@ _RECORD_FIELDS = {
 }
 _TOP_FIELDS = {"schema": str, "created": str, "quick": bool, "threads": int, "machine": dict, "blas": list,
                "torch": str, "sgemm_gflops": (float, type(None)), "records": list}
-# Ops as users name them on the command line -> the workloads' ``op`` field
-OP_ALIASES = {"dense": ("mlp", "dense"), "pooling": ("pool2d", "pooling", "max_pool2d"),
-              "attention": ("attention", "sdpa"), "mha": ("mha", "multihead_attention"),
-              "lstm": ("lstm",), "seq2seq": ("seq2seq",), "cnn": ("cnn",), "conv2d": ("conv2d",)}
+# Names users may give to --ops besides the workloads' ``op`` fields and workload names
+OP_ALIASES = {"dense": ("mlp",), "pooling": ("pool2d",), "recurrent": ("lstm", "seq2seq")}
 
 
 def validate(obj):
@@ -71,18 +69,19 @@ def validate(obj):
 
 
 def select(ops=None):
-    """Workload names for the ops (None: all), in registry order; unknown ops raise ValueError."""
+    """Workload names for ``ops`` (op names, aliases or workload names; None: all), in registry
+    order; an unknown name raises ValueError."""
     _load_all()
     names = [n for n, w in WORKLOADS.items() if w.op != "peak"]
     if not ops:
         return names
+    known = sorted(set(OP_ALIASES) | {WORKLOADS[n].op for n in names} | set(names))
     wanted = set()
-    known = sorted(set(OP_ALIASES) | {w.op for w in WORKLOADS.values()} - {"peak"})
     for op in ops:
         if op not in known:
             raise ValueError(f"ops: expected names from {known}, got {op!r}")
         wanted.update(OP_ALIASES.get(op, (op,)))
-    return [n for n in names if WORKLOADS[n].op in wanted]
+    return [n for n in names if WORKLOADS[n].op in wanted or n in wanted]
 
 
 def run(ops=None, quick=False, threads=None, progress=True, impls=None):
