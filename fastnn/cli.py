@@ -14,7 +14,11 @@ def _info(args):
 
     print(f"fastnn {fastnn.__version__}")
     print(f"backends: {', '.join(fastnn.backends())} (default: {fastnn.get_backend()})")
-    print(f"threads: {fastnn.get_num_threads()} (numba: {numba.get_num_threads()}, layer {numba.config.THREADING_LAYER})")
+    from .kernels.dense import numba_impl  # run one parallel kernel so Numba picks its threading layer
+
+    numba_impl.relu_forward(np.ones(4), np.empty(4))
+    print(f"threads: {fastnn.get_num_threads()} (numba: {numba.get_num_threads()}, "
+          f"threading layer {numba.threading_layer()})")
     print(f"numpy {np.__version__}, numba {numba.__version__}")
     for lib in threadpool_info():
         print(
