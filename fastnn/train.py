@@ -82,3 +82,34 @@ def train_mlp(epochs=3, batch_size=64, lr=6e-3, seed=0, limit=None, progress=Tru
     model = mlp(rng=_random.manual_seed(seed))
     opt = optim.Adam(model.parameters(), lr=lr)
     return fit(model, opt, (xtr, ytr), (xte, yte), epochs, batch_size, seed, progress, log, lr_gamma=0.4)
+
+
+def cnn(dtype=np.float32, rng=None):
+    """The MNIST CNN of issue 3: conv 5x5 1->32, ReLU, max-pool 2, conv 3x3 32->64, ReLU,
+    max-pool 2, linear 64*7*7 -> 10 (logits). Input (N, 1, 28, 28)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2, dtype=dtype, rng=rng),
+        nn.ReLU(dtype=dtype),
+        nn.MaxPool2d(2, dtype=dtype),
+        nn.Conv2d(32, 64, 3, padding=1, dtype=dtype, rng=rng),
+        nn.ReLU(dtype=dtype),
+        nn.MaxPool2d(2, dtype=dtype),
+        nn.Flatten(dtype=dtype),
+        nn.Linear(64 * 7 * 7, 10, dtype=dtype, rng=rng),
+    )
+
+
+def train_cnn(epochs=3, batch_size=64, lr=1e-3, seed=0, limit=None, progress=True, log=print):
+    """Train :func:`cnn` on MNIST with Adam (lr 1e-3); returns the test accuracy (a fraction).
+
+    Each epoch logs its time; the issue's target is >= 98.8 % test accuracy within 3 epochs.
+    """
+    from .datasets import mnist
+
+    (xtr, ytr), (xte, yte) = mnist()
+    xtr, xte = xtr[:, None], xte[:, None]  # (n, 1, 28, 28)
+    if limit:
+        xtr, ytr, xte, yte = xtr[:limit], ytr[:limit], xte[: max(limit // 6, 1)], yte[: max(limit // 6, 1)]
+    model = cnn(rng=_random.manual_seed(seed))
+    opt = optim.Adam(model.parameters(), lr=lr)
+    return fit(model, opt, (xtr, ytr), (xte, yte), epochs, batch_size, seed, progress, log)

@@ -28,4 +28,13 @@ from .attention import (
     scaled_dot_product_attention_backward,
 )
 
-__all__ = [n for n in dir() if not n.startswith("_") and n != "dense"]
+from .conv import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    conv2d,
+    conv2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
+
+__all__ = [n for n in dir() if not n.startswith("_") and n not in ("dense", "conv")]

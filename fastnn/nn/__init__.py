@@ -3,10 +3,12 @@ from .layers import Dropout, Flatten, Linear, ReLU, Sequential, Sigmoid, Softmax
 from .module import Module, Parameter, is_grad_enabled, no_grad
 from .recurrent import LSTM, AdditiveAttention, Embedding
 from .attention import MultiheadAttention, ScaledDotProductAttention
+from .conv import AvgPool2d, Conv2d, MaxPool2d
 
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled",
     "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "Flatten", "Dropout", "Sequential",
     "Embedding", "LSTM", "AdditiveAttention",
     "ScaledDotProductAttention", "MultiheadAttention",
+    "Conv2d", "MaxPool2d", "AvgPool2d",
 ]

@@ -39,7 +39,8 @@ def choose_strategy(c_per_group, kh, kw, k_per_group):
     return "direct" if k_per_group < 8 or c_per_group * kh * kw < 4 else "im2col"
 
 
-def choose_chunk(n, ckk, p, itemsize):
-    """Images per im2col chunk so that the ``(ckk, chunk * p)`` matrix stays under COL_BYTES."""
+def choose_chunk(n, ckk, p, itemsize, threads=1):
+    """Images per im2col chunk so that each of ``threads`` ``(ckk, chunk * p)`` matrices stays
+    under ``COL_BYTES / threads`` (at least one image)."""
     per_image = max(ckk * p * itemsize, 1)
-    return max(1, min(n, COL_BYTES // per_image))
+    return max(1, min(n, (COL_BYTES // threads) // per_image))

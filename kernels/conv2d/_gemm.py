@@ -32,7 +32,7 @@ import numpy as np
 
 from fastnn._config import get_num_threads
 
-from . import COL_BYTES
+from . import choose_chunk
 
 _pool = None
 _pool_size = 0
@@ -84,7 +84,7 @@ def _geometry(x, w, out_hw, groups):
     K, cg, kh, kw = w.shape
     P = out_hw[0] * out_hw[1]
     nt = max(1, min(get_num_threads(), N))
-    step = max(1, min(-(-N // nt), (COL_BYTES // nt) // max(C * kh * kw * P * x.itemsize, 1)))
+    step = choose_chunk(-(-N // nt), C * kh * kw, P, x.itemsize, nt)
     return N, C, K, cg, kh, kw, K // groups, cg * kh * kw, P, step
 
 
