@@ -111,9 +111,11 @@ def test_custom_scale(backend, dtype, torch, rng):
 @pytest.mark.parametrize("batch", [(1,), (5,)])
 def test_tiled_blocks_match_reference(threads, batch, dtype, rng, monkeypatch):
     """Small tiles and budget force several key tiles, query blocks and batch chunks, with
-    the batch split over threads (B >= threads) or not; compared with the reference kernel."""
+    the work split over threads by batch (B >= threads) or by query rows (B = 1); compared
+    with the reference kernel."""
     monkeypatch.setattr(_tiled, "TILE", 8)
     monkeypatch.setattr(_tiled, "BUDGET", 16 * 8 * 8 * 2)
+    monkeypatch.setattr(_tiled, "MIN_ROWS", 8)  # B=1 splits the query rows over the threads
     q, k, v = _qkv(rng, dtype, batch, 45, 29, 6, 5)
     mask = np.where(rng.random(batch + (45, 29)) < 0.3, -np.inf, rng.standard_normal(batch + (45, 29)))
     mask[..., 3, :] = -np.inf  # one fully masked row

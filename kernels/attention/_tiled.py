@@ -21,12 +21,14 @@ Extra memory is the (nb, nq, nt) scratch (at most ``BUDGET`` bytes each), a few 
 row statistics and per-tile product buffers, whatever L and S are.
 
 Parallelism. The tile products are small (256 x 64 x 128 in the benchmark), and a 2-thread
-BLAS call on them spends its time waking and joining threads. So when the batch has at
-least as many elements as threads, the batch is split into one contiguous part per thread:
-each part runs the whole loop in a Python worker thread with single-threaded BLAS (which
-releases the GIL) and the serial build of the compiled kernels (``ops.serial``). A batch
-too small to split (B=1, long sequences) runs as one part with threaded BLAS and the
-parallel kernels (``ops.parallel``). BLAS is never called inside a compiled parallel loop.
+BLAS call on them spends much of its time waking and joining threads. So the work is split
+into one part per thread, each run in a Python worker thread with single-threaded BLAS
+(which releases the GIL) and the serial build of the compiled kernels (``ops.serial``):
+contiguous ranges of the batch when it has at least as many elements as threads, otherwise
+ranges of query rows (B=1, long sequences; cut so causal parts get equal work). Query-row
+parts of the backward each accumulate their own grad_k/grad_v, summed at the end. Work too
+small to split runs as one part with the parallel kernels (``ops.parallel``). BLAS is never
+called inside a compiled parallel loop.
 """
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +40,7 @@ from fastnn._config import get_num_threads
 
 BUDGET = 4 << 20  # bytes of one score scratch buffer
 TILE = 128        # keys per tile (smaller tiles skip more of the causal triangle)
+MIN_ROWS = 64     # query rows per thread below which a small batch is not split by rows
 
 
 def blocks(B, L, S, itemsize):
@@ -56,44 +59,76 @@ _pool = {}
 _lock = threading.Lock()
 
 
-def _run(body, ops, B, args):
-    """``body(kernels, p0, p1, *args)`` over the batch, split into one part per thread."""
-    nth = get_num_threads()
-    if nth <= 1 or B < nth:
-        body(ops.parallel, 0, B, *args)
-        return
+def _executor(nth):
     with _lock:
         if "ctl" not in _pool:
             _pool["ctl"] = ThreadpoolController()
         ex = _pool.get(nth)
         if ex is None:
             ex = _pool[nth] = ThreadPoolExecutor(nth, thread_name_prefix="fastnn-attention")
-    cuts = [B * t // nth for t in range(nth + 1)]
-    with _pool["ctl"].limit(limits=1, user_api="blas"):
-        jobs = [ex.submit(body, ops.serial, cuts[t], cuts[t + 1], *args) for t in range(nth)]
+    return ex, _pool["ctl"]
+
+
+def _parts(B, L, causal):
+    """[(b0, b1, r0, r1)] work parts, one per thread, or None to run as one part."""
+    nth = get_num_threads()
+    if nth <= 1:
+        return None
+    if B >= nth:
+        cuts = [B * t // nth for t in range(nth + 1)]
+        return [(cuts[t], cuts[t + 1], 0, L) for t in range(nth)]
+    if L < MIN_ROWS * nth:
+        return None
+    # row i of a causal problem costs ~i: cut at L*sqrt(t/nth) for equal work
+    cuts = [int(round(L * ((t / nth) ** 0.5 if causal else t / nth))) for t in range(nth + 1)]
+    return [(0, B, cuts[t], cuts[t + 1]) for t in range(nth)]
+
+
+def _run(body, ops, parts, args_of):
+    """Run ``body(ops.serial, *part, *args_of(t))`` for each part, one thread each."""
+    ex, ctl = _executor(len(parts))
+    with ctl.limit(limits=1, user_api="blas"):
+        jobs = [ex.submit(body, ops.serial, *part, *args_of(t)) for t, part in enumerate(parts)]
         for job in jobs:
             job.result()
 
 
 def forward(ops, q, k, v, mask, mask_idx, causal, scale, out, lse):
-    _run(_forward, ops, q.shape[0], (q, k, v, mask, mask_idx, causal, scale, out, lse))
+    B, L = q.shape[:2]
+    args = (q, k, v, mask, mask_idx, causal, scale, out, lse)
+    parts = _parts(B, L, causal)
+    if parts is None:
+        _forward(ops.parallel, 0, B, 0, L, *args)
+    else:
+        _run(_forward, ops, parts, lambda t: args)
 
 
 def backward(ops, grad_out, q, k, v, mask, mask_idx, causal, scale, out, lse, grad_q, grad_k, grad_v):
-    args = (grad_out, q, k, v, mask, mask_idx, causal, scale, out, lse, grad_q, grad_k, grad_v)
-    _run(_backward, ops, q.shape[0], args)
+    B, L = q.shape[:2]
+    args = (grad_out, q, k, v, mask, mask_idx, causal, scale, out, lse, grad_q)
+    parts = _parts(B, L, causal)
+    if parts is None:
+        _backward(ops.parallel, 0, B, 0, L, *args, grad_k, grad_v)
+    elif parts[0][1] - parts[0][0] < B:  # batch parts write disjoint slices
+        _run(_backward, ops, parts, lambda t: args + (grad_k, grad_v))
+    else:  # row parts: private grad_k/grad_v after the first, summed
+        private = [(grad_k, grad_v)] + [(np.empty_like(grad_k), np.empty_like(grad_v)) for _ in parts[1:]]
+        _run(_backward, ops, parts, lambda t: args + private[t])
+        for gk, gv in private[1:]:
+            grad_k += gk
+            grad_v += gv
 
 
-def _forward(ops, p0, p1, q, k, v, mask, mask_idx, causal, scale, out, lse):
-    L, S, Ev = q.shape[1], k.shape[1], v.shape[2]
-    nb, nq, nt = blocks(p1 - p0, L, S, q.itemsize)
+def _forward(ops, p0, p1, r0, r1, q, k, v, mask, mask_idx, causal, scale, out, lse):
+    S, Ev = k.shape[1], v.shape[2]
+    nb, nq, nt = blocks(p1 - p0, r1 - r0, S, q.itemsize)
     sbuf = np.empty(nb * nq * nt, q.dtype)
     tbuf = np.empty(nb * nq * Ev, q.dtype)
     stats = np.empty((3, nb * nq), q.dtype)
     for b0 in range(p0, p1, nb):
         b1 = min(p1, b0 + nb)
-        for i0 in range(0, L, nq):
-            i1 = min(L, i0 + nq)
+        for i0 in range(r0, r1, nq):
+            i1 = min(r1, i0 + nq)
             m, l, alpha = (_scratch(st, b1 - b0, i1 - i0) for st in stats)
             m.fill(-np.inf)
             l.fill(0)
@@ -114,13 +149,14 @@ def _forward(ops, p0, p1, q, k, v, mask, mask_idx, causal, scale, out, lse):
             ops.finish(out[b0:b1, i0:i1], m, l, lse[b0:b1, i0:i1])
 
 
-def _backward(ops, p0, p1, grad_out, q, k, v, mask, mask_idx, causal, scale, out, lse, grad_q, grad_k, grad_v):
-    L, S = q.shape[1], k.shape[1]
-    nb, nq, nt = blocks(p1 - p0, L, S, q.itemsize)
+def _backward(ops, p0, p1, r0, r1, grad_out, q, k, v, mask, mask_idx, causal, scale, out, lse, grad_q,
+              grad_k, grad_v):
+    S = k.shape[1]
+    nb, nq, nt = blocks(p1 - p0, r1 - r0, S, q.itemsize)
     sbuf = np.empty(nb * nq * nt, q.dtype)
     pbuf = np.empty(nb * nq * nt, q.dtype)
-    dsum = np.empty((p1 - p0, L), q.dtype)
-    ops.rowdot(grad_out[p0:p1], out[p0:p1], dsum)
+    dsum = np.empty((p1 - p0, r1 - r0), q.dtype)
+    ops.rowdot(grad_out[p0:p1, r0:r1], out[p0:p1, r0:r1], dsum)
     for b0 in range(p0, p1, nb):
         b1 = min(p1, b0 + nb)
         for j0 in range(0, S, nt):
@@ -128,8 +164,8 @@ def _backward(ops, p0, p1, grad_out, q, k, v, mask, mask_idx, causal, scale, out
             kt, vt = k[b0:b1, j0:j1], v[b0:b1, j0:j1]
             gk, gv = grad_k[b0:b1, j0:j1], grad_v[b0:b1, j0:j1]
             first = True
-            for i0 in range((j0 // nq) * nq if causal else 0, L, nq):
-                i1 = min(L, i0 + nq)
+            for i0 in range(r0 + (max(j0 - r0, 0) // nq) * nq if causal else r0, r1, nq):
+                i1 = min(r1, i0 + nq)
                 qs = max(i0, j0) if causal else i0
                 if qs >= i1:
                     continue
@@ -139,7 +175,7 @@ def _backward(ops, p0, p1, grad_out, q, k, v, mask, mask_idx, causal, scale, out
                 ops.bwd_probs(p, mask, mask_idx, b0, qs, j0, causal, scale, lse[b0:b1, qs:i1])
                 ds = _scratch(sbuf, b1 - b0, i1 - qs, j1 - j0)
                 np.matmul(gob, vt.transpose(0, 2, 1), out=ds)
-                ops.bwd_dscores(p, ds, dsum[b0 - p0:b1 - p0, qs:i1], scale)
+                ops.bwd_dscores(p, ds, dsum[b0 - p0:b1 - p0, qs - r0:i1 - r0], scale)
                 if first:
                     np.matmul(p.transpose(0, 2, 1), gob, out=gv)
                     np.matmul(ds.transpose(0, 2, 1), qb, out=gk)
@@ -151,6 +187,6 @@ def _backward(ops, p0, p1, grad_out, q, k, v, mask, mask_idx, causal, scale, out
                     np.matmul(ds, kt, out=grad_q[b0:b1, qs:i1])
                 else:
                     grad_q[b0:b1, qs:i1] += np.matmul(ds, kt)
-            if first:  # causal, keys past the last query: nobody attends to them
+            if first:  # causal, keys past this part's last query: nobody here attends to them
                 gk.fill(0)
                 gv.fill(0)

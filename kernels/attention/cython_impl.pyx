@@ -50,14 +50,65 @@ cdef inline floating _exp(floating x) noexcept nogil:
         return exp(x)
 
 
+# Row helpers on raw pointers, each a loop the C compiler vectorises: no float max reduction
+# (GCC vectorises one only under -ffinite-math-only, which would break -inf masks), so the
+# max runs 8 independent accumulators; the exponentials and the sum are separate passes.
+cdef inline void _row_scale(floating* x, const floating* madd, Py_ssize_t n, floating sc) noexcept nogil:
+    cdef Py_ssize_t j
+    if madd == NULL:
+        for j in range(n):
+            x[j] = x[j] * sc
+    else:
+        for j in range(n):
+            x[j] = x[j] * sc + madd[j]
+
+
+cdef inline floating _row_max(const floating* x, Py_ssize_t n, floating m) noexcept nogil:
+    cdef floating a[8]
+    cdef Py_ssize_t j = 0, t
+    for t in range(8):
+        a[t] = m
+    while j + 8 <= n:
+        for t in range(8):
+            a[t] = x[j + t] if x[j + t] > a[t] else a[t]
+        j += 8
+    while j < n:
+        m = x[j] if x[j] > m else m
+        j += 1
+    for t in range(8):
+        m = a[t] if a[t] > m else m
+    return m
+
+
+cdef inline void _row_exp(floating* x, Py_ssize_t n, floating c) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        x[j] = _exp(x[j] - c)
+
+
+cdef inline floating _row_sum(const floating* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating t = 0
+    for j in range(n):
+        t = t + x[j]
+    return t
+
+
+cdef inline void _row_zero(floating* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        x[j] = 0
+
+
 def _fwd_tile(floating[:, :, ::1] s, const floating[:, :, ::1] mask, const int64_t[::1] mask_idx,
               Py_ssize_t b0, Py_ssize_t i0, Py_ssize_t j0, bint causal, double scale,
               floating[:, :] m, floating[:, :] l, floating[:, :] alpha, int nthreads):
     cdef Py_ssize_t nb = s.shape[0], nq = s.shape[1], nt = s.shape[2]
-    cdef Py_ssize_t r, b, i, j, gi, jend, mb = 0, mr = 0
+    cdef Py_ssize_t r, b, i, gi, jend
     cdef bint has_mask = mask.shape[0] > 0, per_row = mask.shape[1] > 1
-    cdef floating x, mx, mold, e, a, sc = <floating>scale
-    cdef double tot
+    cdef floating mx, mold, a, tot, sc = <floating>scale
+    cdef floating* row
+    cdef const floating* madd
     for r in prange(nb * nq, nogil=True, schedule="static", num_threads=nthreads):
         b = r // nq
         i = r - b * nq
@@ -65,32 +116,23 @@ def _fwd_tile(floating[:, :, ::1] s, const floating[:, :, ::1] mask, const int64
         jend = nt
         if causal and gi - j0 + 1 < nt:
             jend = gi - j0 + 1  # >= 1: the driver skips rows above j0
+        row = &s[b, i, 0]
+        madd = NULL
         if has_mask:
-            mb = mask_idx[b0 + b]
-            mr = gi if per_row else 0
+            madd = &mask[mask_idx[b0 + b], gi if per_row else 0, j0]
+        _row_scale(row, madd, jend, sc)
         mold = m[b, i]
-        mx = mold
-        for j in range(jend):
-            x = s[b, i, j] * sc
-            if has_mask:
-                x = x + mask[mb, mr, j0 + j]
-            s[b, i, j] = x
-            mx = x if x > mx else mx
+        mx = _row_max(row, jend, mold)
         if mx == -INFINITY:  # nothing allowed yet: the row stays 0
-            for j in range(nt):
-                s[b, i, j] = 0
+            _row_zero(row, nt)
             alpha[b, i] = 1
             continue
-        tot = 0
-        for j in range(jend):
-            e = _exp(s[b, i, j] - mx)
-            s[b, i, j] = e
-            tot = tot + e
-        for j in range(jend, nt):
-            s[b, i, j] = 0
+        _row_exp(row, jend, mx)
+        _row_zero(row + jend, nt - jend)
+        tot = _row_sum(row, jend)
         a = _exp(mold - mx)
         alpha[b, i] = a
-        l[b, i] = <floating>(l[b, i] * a + tot)
+        l[b, i] = l[b, i] * a + tot
         m[b, i] = mx
 
 
@@ -127,9 +169,11 @@ def _bwd_probs(floating[:, :, ::1] s, const floating[:, :, ::1] mask, const int6
                Py_ssize_t b0, Py_ssize_t i0, Py_ssize_t j0, bint causal, double scale,
                const floating[:, :] lse, int nthreads):
     cdef Py_ssize_t nb = s.shape[0], nq = s.shape[1], nt = s.shape[2]
-    cdef Py_ssize_t r, b, i, j, gi, jend, mb = 0, mr = 0
+    cdef Py_ssize_t r, b, i, gi, jend
     cdef bint has_mask = mask.shape[0] > 0, per_row = mask.shape[1] > 1
-    cdef floating x, c, sc = <floating>scale
+    cdef floating c, sc = <floating>scale
+    cdef floating* row
+    cdef const floating* madd
     for r in prange(nb * nq, nogil=True, schedule="static", num_threads=nthreads):
         b = r // nq
         i = r - b * nq
@@ -137,19 +181,16 @@ def _bwd_probs(floating[:, :, ::1] s, const floating[:, :, ::1] mask, const int6
         jend = nt
         if causal and gi - j0 + 1 < nt:
             jend = gi - j0 + 1
-        if has_mask:
-            mb = mask_idx[b0 + b]
-            mr = gi if per_row else 0
         c = lse[b, i]
         if c == -INFINITY:
             jend = 0
-        for j in range(jend):
-            x = s[b, i, j] * sc
-            if has_mask:
-                x = x + mask[mb, mr, j0 + j]
-            s[b, i, j] = _exp(x - c)
-        for j in range(jend, nt):
-            s[b, i, j] = 0
+        row = &s[b, i, 0]
+        madd = NULL
+        if has_mask:
+            madd = &mask[mask_idx[b0 + b], gi if per_row else 0, j0]
+        _row_scale(row, madd, jend, sc)
+        _row_exp(row, jend, c)
+        _row_zero(row + jend, nt - jend)
 
 
 def _bwd_dscores(const floating[:, :, ::1] p, floating[:, :, ::1] dp, const floating[:, :] dsum, double scale,

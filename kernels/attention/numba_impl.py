@@ -49,6 +49,53 @@ def _exp_impl(x):
     return exp32
 
 
+# Row helpers, each a loop LLVM vectorises. A float max reduction is not vectorised without
+# ``nnan``/``ninf`` (which would break -inf masks), so the max runs 8 independent accumulators.
+@njit(fastmath=FASTMATH, cache=True)
+def _row_scale(s, b, i, n, sc, mask, mb, mr, j0, has_mask):
+    if has_mask:
+        for j in range(n):
+            s[b, i, j] = s[b, i, j] * sc + mask[mb, mr, j0 + j]
+    else:
+        for j in range(n):
+            s[b, i, j] = s[b, i, j] * sc
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _row_max(s, b, i, n, m):
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = m
+    j = 0
+    while j + 8 <= n:
+        a0 = max(a0, s[b, i, j])
+        a1 = max(a1, s[b, i, j + 1])
+        a2 = max(a2, s[b, i, j + 2])
+        a3 = max(a3, s[b, i, j + 3])
+        a4 = max(a4, s[b, i, j + 4])
+        a5 = max(a5, s[b, i, j + 5])
+        a6 = max(a6, s[b, i, j + 6])
+        a7 = max(a7, s[b, i, j + 7])
+        j += 8
+    for jj in range(j, n):
+        m = max(m, s[b, i, jj])
+    return max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(max(a6, a7), m)))
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _row_exp(s, b, i, n, nt, c):
+    for j in range(n):
+        s[b, i, j] = _exp(s[b, i, j] - c)
+    for j in range(n, nt):
+        s[b, i, j] = 0
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _row_sum(s, b, i, n):
+    t = s[b, i, 0] * 0
+    for j in range(n):
+        t += s[b, i, j]
+    return t
+
+
 @njit(**_jit)
 def fwd_tile(s, mask, mask_idx, b0, i0, j0, causal, scale, m, l, alpha):
     nb, nq, nt = s.shape
@@ -60,28 +107,17 @@ def fwd_tile(s, mask, mask_idx, b0, i0, j0, causal, scale, m, l, alpha):
         gi = i0 + i
         jend = min(nt, gi - j0 + 1) if causal else nt  # >= 1: the driver skips rows above j0
         mb = mask_idx[b0 + b] if has_mask else 0
-        mr = gi if per_row else 0
-        mx = m[b, i]
-        for j in range(jend):
-            x = s[b, i, j] * scale
-            if has_mask:
-                x += mask[mb, mr, j0 + j]
-            s[b, i, j] = x
-            mx = max(mx, x)
+        _row_scale(s, b, i, jend, scale, mask, mb, gi if per_row else 0, j0, has_mask)
         mold = m[b, i]
+        mx = _row_max(s, b, i, jend, mold)
         if mx == -np.inf:  # nothing allowed yet: the row stays 0
-            s[b, i, :] = 0
+            _row_exp(s, b, i, 0, nt, mx)
             alpha[b, i] = 1
             continue
-        tot = 0.0
-        for j in range(jend):
-            e = _exp(s[b, i, j] - mx)
-            s[b, i, j] = e
-            tot += e
-        s[b, i, jend:] = 0
+        _row_exp(s, b, i, jend, nt, mx)
         a = _exp(mold - mx)
         alpha[b, i] = a
-        l[b, i] = l[b, i] * a + tot
+        l[b, i] = l[b, i] * a + _row_sum(s, b, i, jend)
         m[b, i] = mx
 
 
@@ -124,17 +160,12 @@ def bwd_probs(s, mask, mask_idx, b0, i0, j0, causal, scale, lse):
         i = r - b * nq
         gi = i0 + i
         jend = min(nt, gi - j0 + 1) if causal else nt
-        mr = gi if per_row else 0
-        mb = mask_idx[b0 + b] if has_mask else 0
         c = lse[b, i]
         if c == -np.inf:
             jend = 0
-        for j in range(jend):
-            x = s[b, i, j] * scale
-            if has_mask:
-                x += mask[mb, mr, j0 + j]
-            s[b, i, j] = _exp(x - c)
-        s[b, i, jend:] = 0
+        mb = mask_idx[b0 + b] if has_mask else 0
+        _row_scale(s, b, i, jend, scale, mask, mb, gi if per_row else 0, j0, has_mask)
+        _row_exp(s, b, i, jend, nt, c)
 
 
 @njit(**_jit)
