@@ -114,6 +114,7 @@ def test_tiled_blocks_match_reference(threads, batch, dtype, rng, monkeypatch):
     the work split over threads by batch (B >= threads) or by query rows (B = 1); compared
     with the reference kernel."""
     monkeypatch.setattr(_tiled, "TILE", 8)
+    monkeypatch.setattr(_tiled, "CAUSAL_TILE", 8)
     monkeypatch.setattr(_tiled, "BUDGET", 16 * 8 * 8 * 2)
     monkeypatch.setattr(_tiled, "MIN_ROWS", 8)  # B=1 splits the query rows over the threads
     q, k, v = _qkv(rng, dtype, batch, 45, 29, 6, 5)

@@ -140,16 +140,31 @@ class MultiheadAttention(Module):
         bs = (None,) * 3 if b is None else (b.data[:E], b.data[E:2 * E], b.data[2 * E:])
         return ws, bs
 
-    def _to_nle(self, x, name, feat, batched):
-        """(N, L, feat) view of an input in the module's layout."""
+    # The projections run in the inputs' own layout, (L, N, feat) or (N, L, feat) (unbatched
+    # (L, feat) as (L, 1, feat)): a Linear does not care about the order of the leading dims,
+    # so only the head split and merge move data.
+    def _native(self, x, name, feat, batched):
+        """``x`` as a 3-D array in the module's layout, checked; (N, n) its batch and length."""
         x = self._input(x, name)
-        want = 3 if batched else 2
-        lay = ("(N, L, " if self.batch_first else "(L, N, ") if batched else "("
-        if x.ndim != want or x.shape[-1] != feat:
+        lay = ("(N, L, " if self.batch_first else "(L, N, ") if batched else "(L, "
+        if x.ndim != (3 if batched else 2) or x.shape[-1] != feat:
             raise ValueError(f"{name}: expected shape {lay}{feat}), got {x.shape}")
         if not batched:
-            return x[None]
-        return x if self.batch_first else x.transpose(1, 0, 2)
+            return x[:, None], 1, x.shape[0]
+        return (x, x.shape[0], x.shape[1]) if self.batch_first else (x, x.shape[1], x.shape[0])
+
+    def _split(self, y, N, n, batched):
+        """(..., E) projection in the module's layout -> C-contiguous heads (N, H, n, head_dim)."""
+        bf = self.batch_first and batched
+        t = y.reshape(((N, n) if bf else (n, N)) + (self.num_heads, self.head_dim))
+        return np.ascontiguousarray(t.transpose((0, 2, 1, 3) if bf else (1, 2, 0, 3)))
+
+    def _merge(self, t4, batched):
+        """Heads (N, H, n, head_dim) -> (n, N, E) or (N, n, E), the module's layout, C-contiguous."""
+        N, H, n, hd = t4.shape
+        if self.batch_first and batched:
+            return np.ascontiguousarray(t4.transpose(0, 2, 1, 3)).reshape(N, n, H * hd)
+        return np.ascontiguousarray(t4.transpose(2, 0, 1, 3)).reshape(n, N, H * hd)
 
     def _mask(self, m, name, shapes):
         """``m`` (bool True = masked, or float) as an additive mask in the module dtype."""
@@ -171,15 +186,13 @@ class MultiheadAttention(Module):
             raise ValueError(f"query: expected a 3-D (batched) or 2-D (unbatched) array, got shape {qa.shape}")
         batched = qa.ndim == 3
         E, H, hd = self.embed_dim, self.num_heads, self.head_dim
-        x_q = self._to_nle(query, "query", E, batched)
-        x_k = x_q if self_attn else self._to_nle(key, "key", self.kdim, batched)
-        x_v = x_q if self_attn else self._to_nle(value, "value", self.vdim, batched)
-        N, L = x_q.shape[:2]
-        S = x_k.shape[1]
-        if x_k.shape[0] != N or x_v.shape[0] != N:
+        x_q, N, L = self._native(query, "query", E, batched)
+        x_k, Nk, S = (x_q, N, L) if self_attn else self._native(key, "key", self.kdim, batched)
+        x_v, Nv, Sv = (x_q, N, L) if self_attn else self._native(value, "value", self.vdim, batched)
+        if Nk != N or Nv != N:
             raise ValueError(f"key, value: expected batch size N={N} (that of query), got key {np.shape(key)}, "
                              f"value {np.shape(value)}")
-        if x_v.shape[1] != S:
+        if Sv != S:
             raise ValueError(f"value: expected S={S} entries (those of key), got shape {np.shape(value)}")
         if self.training and self.dropout > 0:
             raise ValueError(f"dropout: attention dropout is not supported in training mode, got {self.dropout}; "
@@ -208,11 +221,9 @@ class MultiheadAttention(Module):
             q, k, v = qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
         else:
             q, k, v = F.linear(x_q, wq, bq), F.linear(x_k, wk, bk), F.linear(x_v, wv, bv)
-        q4 = np.ascontiguousarray(q.reshape(N, L, H, hd).transpose(0, 2, 1, 3))
-        k4 = np.ascontiguousarray(k.reshape(N, S, H, hd).transpose(0, 2, 1, 3))
-        v4 = np.ascontiguousarray(v.reshape(N, S, H, hd).transpose(0, 2, 1, 3))
+        q4, k4, v4 = (self._split(t, N, n, batched) for t, n in ((q, L), (k, S), (v, S)))
         o4, lse = F.scaled_dot_product_attention(q4, k4, v4, mask, causal, return_lse=True)
-        o = np.ascontiguousarray(o4.transpose(0, 2, 1, 3)).reshape(N, L, E)
+        o = self._merge(o4, batched)
         y = self.out_proj(o)
         weights = None
         if need_weights:
@@ -221,29 +232,25 @@ class MultiheadAttention(Module):
                 weights = weights.mean(axis=1)
             if not batched:
                 weights = weights[0]
-        self._save(x_q, x_k, x_v, q4, k4, v4, mask, causal, o4, lse, self_attn, batched)
-        if not batched:
-            return y[0], weights
-        return (y if self.batch_first else np.ascontiguousarray(y.transpose(1, 0, 2))), weights
+        self._save(x_q, x_k, x_v, q4, k4, v4, mask, causal, o4, lse, batched)
+        return (y if batched else y[:, 0]), weights
 
     def backward(self, grad_output):
-        x_q, x_k, x_v, q4, k4, v4, mask, causal, o4, lse, self_attn, batched = self._pop()
+        x_q, x_k, x_v, q4, k4, v4, mask, causal, o4, lse, batched = self._pop()
         N, H, L, hd = q4.shape
-        S, E = k4.shape[2], self.embed_dim
+        E = self.embed_dim
         g = self._input(grad_output, "grad_output")
         want = ((N, L, E) if self.batch_first else (L, N, E)) if batched else (L, E)
         if g.shape != want:
             raise ValueError(f"grad_output: expected shape {want}, got {g.shape}")
-        g = g[None] if not batched else (g if self.batch_first else g.transpose(1, 0, 2))
-        go = self.out_proj.backward(np.ascontiguousarray(g))
-        g4 = np.ascontiguousarray(go.reshape(N, L, H, hd).transpose(0, 2, 1, 3))
+        go = self.out_proj.backward(g if batched else g[:, None])
+        g4 = self._split(go, N, L, batched)
         gq4, gk4, gv4 = F.scaled_dot_product_attention_backward(g4, q4, k4, v4, mask, causal, out=o4, lse=lse)
         (wq, wk, wv), _ = self._weights()
         grads, gws, gbs = [], [], []
-        for g_h, x, w, n in ((gq4, x_q, wq, L), (gk4, x_k, wk, S), (gv4, x_v, wv, S)):
-            gp = np.ascontiguousarray(g_h.transpose(0, 2, 1, 3)).reshape(N, n, E)
-            gx, gw, gb = F.linear_backward(gp, x, w)
-            grads.append(gx)
+        for g_h, x, w in ((gq4, x_q, wq), (gk4, x_k, wk), (gv4, x_v, wv)):
+            gx, gw, gb = F.linear_backward(self._merge(g_h, batched), x, w)
+            grads.append(gx if batched else gx[:, 0])
             gws.append(gw)
             gbs.append(gb)
         if self._qkv_same_embed_dim:
@@ -253,11 +260,7 @@ class MultiheadAttention(Module):
                 p.accumulate(gw)
         if self.in_proj_bias is not None:
             self.in_proj_bias.accumulate(np.concatenate(gbs))
-        if not batched:
-            return tuple(gx[0] for gx in grads)
-        if self.batch_first:
-            return tuple(grads)
-        return tuple(np.ascontiguousarray(gx.transpose(1, 0, 2)) for gx in grads)
+        return tuple(grads)
 
     def extra_repr(self):
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, kdim={self.kdim}, vdim={self.vdim}, "

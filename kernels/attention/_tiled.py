@@ -38,14 +38,15 @@ from threadpoolctl import ThreadpoolController
 
 from fastnn._config import get_num_threads
 
-BUDGET = 4 << 20  # bytes of one score scratch buffer
-TILE = 128        # keys per tile (smaller tiles skip more of the causal triangle)
+BUDGET = 1 << 20  # bytes of one score scratch buffer (L2-sized)
+TILE = 128        # keys per tile
+CAUSAL_TILE = 64  # causal: smaller tiles skip more of the masked triangle
 MIN_ROWS = 64     # query rows per thread below which a small batch is not split by rows
 
 
-def blocks(B, L, S, itemsize):
+def blocks(B, L, S, itemsize, causal=False):
     """(nb, nq, nt): batch elements, query rows and keys per tile."""
-    nt = min(S, TILE)
+    nt = min(S, CAUSAL_TILE if causal else TILE)
     nq = min(L, max(16, BUDGET // (nt * itemsize)))
     nb = min(B, max(1, BUDGET // (nq * nt * itemsize)))
     return nb, nq, nt
@@ -121,7 +122,7 @@ def backward(ops, grad_out, q, k, v, mask, mask_idx, causal, scale, out, lse, gr
 
 def _forward(ops, p0, p1, r0, r1, q, k, v, mask, mask_idx, causal, scale, out, lse):
     S, Ev = k.shape[1], v.shape[2]
-    nb, nq, nt = blocks(p1 - p0, r1 - r0, S, q.itemsize)
+    nb, nq, nt = blocks(p1 - p0, r1 - r0, S, q.itemsize, causal)
     sbuf = np.empty(nb * nq * nt, q.dtype)
     tbuf = np.empty(nb * nq * Ev, q.dtype)
     stats = np.empty((3, nb * nq), q.dtype)
@@ -152,7 +153,7 @@ def _forward(ops, p0, p1, r0, r1, q, k, v, mask, mask_idx, causal, scale, out, l
 def _backward(ops, p0, p1, r0, r1, grad_out, q, k, v, mask, mask_idx, causal, scale, out, lse, grad_q,
               grad_k, grad_v):
     S = k.shape[1]
-    nb, nq, nt = blocks(p1 - p0, r1 - r0, S, q.itemsize)
+    nb, nq, nt = blocks(p1 - p0, r1 - r0, S, q.itemsize, causal)
     sbuf = np.empty(nb * nq * nt, q.dtype)
     pbuf = np.empty(nb * nq * nt, q.dtype)
     dsum = np.empty((p1 - p0, r1 - r0), q.dtype)
