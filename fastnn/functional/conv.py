@@ -19,7 +19,7 @@ from .. import _validate as _v
 # output elements on. "work" is the number of multiply-adds (conv) or output elements (pool).
 _d.register_auto({
     "conv2d": [(0, "numpy"), (1 << 14, "cython")],
-    "pool2d": [(0, "numpy"), (1 << 12, "cython")],
+    "pool2d": [(0, "numpy"), (1 << 12, "numba")],
 })
 
 

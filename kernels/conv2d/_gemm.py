@@ -13,12 +13,14 @@ and this driver runs them with one BLAS GEMM per group and batch chunk.
 
 Why threads over the batch, BLAS single-threaded
 ------------------------------------------------
-The batch is split into one contiguous slice per thread (``fastnn.get_num_threads()``); each
-thread unrolls, multiplies (BLAS on one thread, in the calling thread) and scatters its own
-images with its own buffers, and the threads meet only once, at the end. A multi-threaded BLAS
-call instead synchronises its threads inside every GEMM: on the shared 2-core machine this was
-3-10x slower than one thread per GEMM (64x576 @ 576x3136: 32 ms on 2 BLAS threads vs 3.5-7 ms
-on one, measured), and the per-image GEMMs of a convolution are big enough to run near a
+The batch is cut into chunks (at least two per thread) that the threads
+(``fastnn.get_num_threads()``) take from a shared counter; each thread unrolls, multiplies
+(BLAS on one thread, in the calling thread) and scatters its chunks with its own buffers, and
+the threads meet only once, at the end (``grad_w``/``grad_b`` partial sums are added then, so
+their rounding can differ between runs by the order of the partial sums). A multi-threaded
+BLAS call instead synchronises its threads inside every GEMM: on the shared 2-core machine
+this was 3-10x slower than one thread per GEMM (64x576 @ 576x3136: 24-32 ms on 2 BLAS threads
+vs 3.5-7 ms on one, measured), and the per-image GEMMs of a convolution are big enough to run near a
 core's peak on their own. While the driver runs, OpenBLAS is set to one thread and restored
 after (a ctypes call, ~2 us).
 
@@ -26,6 +28,7 @@ Memory: per thread, ``cols (C*KH*KW, n*P)`` and ``tmp``/``g`` ``(K, n*P)`` for a
 images with ``cols`` under ``COL_BYTES / threads``; the backward adds a ``(K, C/groups*KH*KW)``
 partial ``grad_w`` per thread. It does not grow with the batch.
 """
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -61,21 +64,35 @@ class _OneBlasThread:
                 c.set_num_threads(n)
 
 
-def _run(fn, N):
-    """Call ``fn(lo, hi)`` on ``nt`` contiguous batch slices in parallel; list of results."""
+def _run(fn, N, step):
+    """Run ``fn(n0, n1)`` over the batch in chunks of ``step`` images on ``nt`` threads.
+
+    Chunks are handed out dynamically (a shared counter): a thread that the OS delays does
+    fewer chunks instead of making the others wait at the end. Returns each thread's result.
+    """
     global _pool, _pool_size
-    nt = max(1, min(get_num_threads(), N))
-    bounds = [(N * t // nt, N * (t + 1) // nt) for t in range(nt)]
+    chunks = [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
+    nt = max(1, min(get_num_threads(), len(chunks)))
+    ticket = itertools.count()  # next() is atomic under the GIL
+
+    def worker():
+        state = None
+        for t in iter(lambda: next(ticket), None):
+            if t >= len(chunks):
+                break
+            state = fn(*chunks[t], state)
+        return state
+
     with _OneBlasThread():
         if nt == 1:
-            return [fn(0, N)]
+            return [worker()]
         if _pool is None or _pool_size < nt:
             if _pool is not None:
                 _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=nt, thread_name_prefix="fastnn-conv")
             _pool_size = nt
-        futures = [_pool.submit(fn, lo, hi) for lo, hi in bounds[1:]]
-        first = fn(*bounds[0])  # this thread takes the first slice
+        futures = [_pool.submit(worker) for _ in range(nt - 1)]
+        first = worker()  # this thread works too
         return [first] + [f.result() for f in futures]
 
 
@@ -84,7 +101,7 @@ def _geometry(x, w, out_hw, groups):
     K, cg, kh, kw = w.shape
     P = out_hw[0] * out_hw[1]
     nt = max(1, min(get_num_threads(), N))
-    step = choose_chunk(-(-N // nt), C * kh * kw, P, x.itemsize, nt)
+    step = choose_chunk(max(1, -(-N // (2 * nt))), C * kh * kw, P, x.itemsize, nt)
     return N, C, K, cg, kh, kw, K // groups, cg * kh * kw, P, step
 
 
@@ -96,19 +113,19 @@ def forward(ops, x, w, b, out, stride, padding, dilation, groups):
     has_bias = b is not None
     bb = b if has_bias else np.zeros(1, x.dtype)
 
-    def work(lo, hi):
-        cols = np.empty((C * kh * kw, step * P), x.dtype)
-        tmp = np.empty((K, step * P), x.dtype)
-        for n0 in range(lo, hi, step):
-            n1 = min(hi, n0 + step)
-            m = (n1 - n0) * P
-            ops.im2col(x, n0, n1, cols, *geo)
-            for q in range(groups):
-                ks, cs = slice(q * kg, (q + 1) * kg), slice(q * ckk, (q + 1) * ckk)
-                np.matmul(wm[ks], cols[cs, :m], out=tmp[ks, :m])
-            ops.gemm_to_nchw(tmp, bb, out, n0, n1, has_bias)
+    def work(n0, n1, bufs):
+        if bufs is None:  # per-thread buffers, reused across this thread's chunks
+            bufs = np.empty((C * kh * kw, step * P), x.dtype), np.empty((K, step * P), x.dtype)
+        cols, tmp = bufs
+        m = (n1 - n0) * P
+        ops.im2col(x, n0, n1, cols, *geo)
+        for q in range(groups):
+            ks, cs = slice(q * kg, (q + 1) * kg), slice(q * ckk, (q + 1) * ckk)
+            np.matmul(wm[ks], cols[cs, :m], out=tmp[ks, :m])
+        ops.gemm_to_nchw(tmp, bb, out, n0, n1, has_bias)
+        return bufs
 
-    _run(work, N)
+    _run(work, N, step)
 
 
 def backward(ops, grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups):
@@ -117,33 +134,30 @@ def backward(ops, grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilat
     geo = (kh, kw, stride[0], stride[1], padding[0], padding[2], dilation[0], dilation[1], OH, OW)
     wm = w.reshape(K, ckk)
 
-    def work(lo, hi):
-        cols = np.empty((C * kh * kw, step * P), x.dtype)
-        g = np.empty((K, step * P), x.dtype)
-        gw = np.zeros((K, ckk), x.dtype)
-        part = np.empty((kg, ckk), x.dtype)
-        gb = np.zeros(K, x.dtype)
-        for n0 in range(lo, hi, step):
-            n1 = min(hi, n0 + step)
-            m = (n1 - n0) * P
-            ops.nchw_to_gemm(grad_out, n0, n1, g, gb)
-            ops.im2col(x, n0, n1, cols, *geo)
-            for q in range(groups):
-                ks, cs = slice(q * kg, (q + 1) * kg), slice(q * ckk, (q + 1) * ckk)
-                np.matmul(g[ks, :m], cols[cs, :m].T, out=part)
-                gw[ks] += part
-                if grad_x is not None:  # this group's cols are used up: reuse the buffer
-                    np.matmul(wm[ks].T, g[ks, :m], out=cols[cs, :m])
-            if grad_x is not None:
-                ops.col2im(cols, grad_x, n0, n1, *geo)
-        return gw, gb
+    def work(n0, n1, st):
+        if st is None:  # per-thread buffers and partial sums
+            st = (np.empty((C * kh * kw, step * P), x.dtype), np.empty((K, step * P), x.dtype),
+                  np.zeros((K, ckk), x.dtype), np.zeros(K, x.dtype), np.empty((kg, ckk), x.dtype))
+        cols, g, gw, gb, part = st
+        m = (n1 - n0) * P
+        ops.nchw_to_gemm(grad_out, n0, n1, g, gb)
+        ops.im2col(x, n0, n1, cols, *geo)
+        for q in range(groups):
+            ks, cs = slice(q * kg, (q + 1) * kg), slice(q * ckk, (q + 1) * ckk)
+            np.matmul(g[ks, :m], cols[cs, :m].T, out=part)
+            gw[ks] += part
+            if grad_x is not None:  # this group's cols are used up: reuse the buffer
+                np.matmul(wm[ks].T, g[ks, :m], out=cols[cs, :m])
+        if grad_x is not None:
+            ops.col2im(cols, grad_x, n0, n1, *geo)
+        return st
 
-    parts = _run(work, N)
+    parts = [p for p in _run(work, N, step) if p is not None]
     gw = grad_w.reshape(K, ckk)
-    gw[...] = parts[0][0]
+    gw[...] = parts[0][2]
     for p in parts[1:]:
-        gw += p[0]
+        gw += p[2]
     if grad_b is not None:
-        grad_b[...] = parts[0][1]
+        grad_b[...] = parts[0][3]
         for p in parts[1:]:
-            grad_b += p[1]
+            grad_b += p[3]

@@ -170,8 +170,12 @@ def _im2col(const floating[:, :, :, ::1] x, Py_ssize_t n0, Py_ssize_t n1, floati
                         continue
                     for ow in range(lo):
                         cols[r, base + ow] = 0
-                    for ow in range(lo, hi):
-                        cols[r, base + ow] = x[n0 + n, c, ih, ow * sw + off]
+                    if sw == 1:  # unit stride: a contiguous copy the compiler vectorises
+                        for ow in range(lo, hi):
+                            cols[r, base + ow] = x[n0 + n, c, ih, ow + off]
+                    else:
+                        for ow in range(lo, hi):
+                            cols[r, base + ow] = x[n0 + n, c, ih, ow * sw + off]
                     for ow in range(hi, OW):
                         cols[r, base + ow] = 0
 
@@ -197,8 +201,12 @@ def _col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] grad_x, Py_ssize
                             if ih < 0 or ih >= H:
                                 continue
                             base = n * P + oh * OW
-                            for ow in range(lo, hi):
-                                grad_x[n0 + n, c, ih, ow * sw + off] += cols[r, base + ow]
+                            if sw == 1:
+                                for ow in range(lo, hi):
+                                    grad_x[n0 + n, c, ih, ow + off] += cols[r, base + ow]
+                            else:
+                                for ow in range(lo, hi):
+                                    grad_x[n0 + n, c, ih, ow * sw + off] += cols[r, base + ow]
 
 
 def _gemm_to_nchw(const floating[:, ::1] tmp, const floating[::1] b, floating[:, :, :, ::1] out,

@@ -8,14 +8,13 @@ Which one runs is decided per call by :func:`~fastnn.kernels.conv2d.choose_strat
   loop has no bounds test and vectorises. ``grad_w`` runs over ``(k, c)`` pairs, ``grad_x``
   over ``(image, input channel)`` planes: every thread owns what it writes, no atomics.
   Extra memory: none.
-* **im2col** (many channels): the input of a batch chunk is unrolled into the matrix
-  ``cols (C*KH*KW, n*OH*OW)`` by a parallel loop, one BLAS GEMM per group computes
-  ``w (K, C*KH*KW) @ cols``, and a parallel pass transposes the result into NCHW and adds the
-  bias. The backward transposes ``grad_out`` once to ``(K, n*OH*OW)`` (summing ``grad_b`` on
-  the way), gets ``grad_w += g @ cols.T`` and ``cols = w.T @ g`` from BLAS, and col2im adds
-  ``cols`` back into ``grad_x`` in parallel over ``(image, channel)`` planes. Extra memory:
-  ``cols`` and one ``(K, n*OH*OW)`` buffer per chunk (``n`` from
-  :func:`~fastnn.kernels.conv2d.choose_chunk`, at most ~8 MB of ``cols``).
+* **im2col** (everything else): serial, GIL-free loops unroll the input of a batch chunk into
+  ``cols (C*KH*KW, n*OH*OW)``, one BLAS GEMM per group computes ``w (K, C*KH*KW) @ cols``,
+  and a pass transposes the result into NCHW and adds the bias. The backward copies
+  ``grad_out`` once to ``(K, n*OH*OW)`` (summing ``grad_b`` on the way), gets
+  ``grad_w += g @ cols.T`` and ``cols = w.T @ g`` from BLAS, and col2im adds ``cols`` back into
+  ``grad_x``. The driver in ``_gemm.py`` runs these on one batch slice per thread with BLAS on
+  one thread (see there for why and for the memory bound).
 
 BLAS is always called from Python, never inside a ``prange``. A NaN in one image reaches only
 that image's columns of the GEMMs, so it stays in that image (and in ``grad_w``, as in torch).
@@ -157,8 +156,11 @@ def _im2col(x, n0, n1, cols, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW):
                     continue
                 for ow in range(lo):
                     row[base + ow] = 0.0
-                for ow in range(lo, hi):
-                    row[base + ow] = xc[ih, ow * sw - pl + j * dw]
+                if sw == 1:  # unit stride: a contiguous copy LLVM vectorises
+                    row[base + lo : base + hi] = xc[ih, lo - pl + j * dw : hi - pl + j * dw]
+                else:
+                    for ow in range(lo, hi):
+                        row[base + ow] = xc[ih, ow * sw - pl + j * dw]
                 for ow in range(hi, OW):
                     row[base + ow] = 0.0
 
@@ -181,8 +183,11 @@ def _col2im(cols, grad_x, n0, n1, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW):
                         ih = oh * sh - pt + i * dh
                         if ih < 0 or ih >= H:
                             continue
-                        for ow in range(lo, hi):
-                            gx[ih, ow * sw - pl + j * dw] += row[oh * OW + ow]
+                        if sw == 1:
+                            gx[ih, lo - pl + j * dw : hi - pl + j * dw] += row[oh * OW + lo : oh * OW + hi]
+                        else:
+                            for ow in range(lo, hi):
+                                gx[ih, ow * sw - pl + j * dw] += row[oh * OW + ow]
 
 
 @njit(**_sjit)

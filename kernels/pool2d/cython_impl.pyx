@@ -21,16 +21,17 @@ cdef inline int _threads(Py_ssize_t work):
     return 1 if work < _SERIAL else get_num_threads()
 
 
-cdef inline Py_ssize_t _argmax(const floating[:, ::1] xc, Py_ssize_t h0, Py_ssize_t h1, Py_ssize_t w0,
-                               Py_ssize_t w1) noexcept nogil:
-    # flat index i * W + j of the first maximal element; the first NaN wins
-    cdef Py_ssize_t W = xc.shape[1], i, j, best = h0 * W + w0
-    cdef floating m = xc[h0, w0], v
+cdef inline Py_ssize_t _argmax(const floating[:, :, :, ::1] x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h0,
+                               Py_ssize_t h1, Py_ssize_t w0, Py_ssize_t w1) noexcept nogil:
+    # flat index i * W + j of the first maximal element of plane (n, c); the first NaN wins.
+    # (Indexing the 4-D view directly: slicing a memoryview inside prange costs atomics.)
+    cdef Py_ssize_t W = x.shape[3], i, j, best = h0 * W + w0
+    cdef floating m = x[n, c, h0, w0], v
     if m != m:
         return best
     for i in range(h0, h1):
         for j in range(w0, w1):
-            v = xc[i, j]
+            v = x[n, c, i, j]
             if v != v:
                 return i * W + j
             if v > m:
@@ -53,7 +54,7 @@ def _max_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_
             for ow in range(OW):
                 w0 = max(ow * sw - pw, 0)
                 w1 = min(ow * sw - pw + kw, W)
-                a = _argmax(x[n, c], h0, h1, w0, w1)
+                a = _argmax(x, n, c, h0, h1, w0, w1)
                 out[n, c, oh, ow] = x[n, c, a // W, a % W]
 
 
@@ -72,7 +73,7 @@ def _max_backward(const floating[:, :, :, ::1] grad_out, const floating[:, :, :,
             for ow in range(OW):
                 w0 = max(ow * sw - pw, 0)
                 w1 = min(ow * sw - pw + kw, W)
-                a = _argmax(x[n, c], h0, h1, w0, w1)
+                a = _argmax(x, n, c, h0, h1, w0, w1)
                 grad_x[n, c, a // W, a % W] += grad_out[n, c, oh, ow]
 
 
