@@ -15,11 +15,12 @@ import numpy as np
 from .. import _dispatch as _d
 from .. import _validate as _v
 
-# chosen from `fastnn.benchmarks` runs on the 2-core machine (docs/performance.md, ## attention):
-# work = B * L * S * (E + Ev); below ~0.5 M multiply-adds one NumPy pass is cheapest.
+# measured on the 2-core machine (docs/performance.md, ## attention): work = B * L * S * (E + Ev)
+# multiply-adds; below ~2 M one stacked NumPy pass beats the tile loop's fixed costs (thread
+# hand-off, per-tile calls), above it the fused Cython kernels win (and never build L x S).
 _d.register_auto({
-    "attention.sdpa_forward": [(0, "numpy"), (1 << 19, "cython")],
-    "attention.sdpa_backward": [(0, "numpy"), (1 << 19, "cython")],
+    "attention.sdpa_forward": [(0, "numpy"), (1 << 21, "cython")],
+    "attention.sdpa_backward": [(0, "numpy"), (1 << 21, "cython")],
     "attention.sdpa_weights": [(0, "numpy")],
 })
 
