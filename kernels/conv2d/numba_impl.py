@@ -2,7 +2,7 @@
 
 Which one runs is decided per call by :func:`~fastnn.kernels.conv2d.choose_strategy`:
 
-* **direct** (few input channels per group, e.g. C=1 5x5 or depthwise): ``prange`` over
+* **direct** (narrow groups, e.g. depthwise): ``prange`` over
   ``(image, output channel)`` planes; each plane stays in L1 while every kernel tap adds a
   shifted input row to it. The valid output columns of a tap are computed once, so the inner
   loop has no bounds test and vectorises. ``grad_w`` runs over ``(k, c)`` pairs, ``grad_x``
