@@ -16,7 +16,7 @@ from .dense import dropout, dropout_backward
 # gate pass, N*D for the embedding.
 _d.register_auto({
     "embedding": [(0, "numba")],
-    "lstm": [(0, "numpy"), (64, "cython")],
+    "lstm": [(0, "numba")],
 })
 
 

@@ -9,10 +9,37 @@ are kept). The gate maths is the reference's, in place on slices.
 
 :func:`layer_functions` builds the layer forward/backward around any pair of gate kernels
 (see the package docstring); the Numba and Cython backends pass their fused kernels to it.
+
+Threads: the per-step GEMMs are small (B x H x 4H, 17 MFLOP for B=32, H=256) and there are
+2T of them; a multi-threaded BLAS meets its team at a barrier after each, and on a busy
+machine one descheduled worker stalls the step for a scheduler tick. The time loop therefore
+runs BLAS on one thread; the big all-steps GEMMs before and after it use every thread.
 """
+from contextlib import contextmanager
+
 import numpy as np
 
 from .reference import _sigmoid
+
+_blas_libs = None
+
+
+@contextmanager
+def _single_thread_blas():
+    """BLAS on one thread inside the block (a ctypes call to set it, ~1 us; restored after)."""
+    global _blas_libs
+    if _blas_libs is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas_libs = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+    prev = [c.get_num_threads() for c in _blas_libs]
+    for c in _blas_libs:
+        c.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for c, n in zip(_blas_libs, prev):
+            c.set_num_threads(n)
 
 
 def lstm_gates_forward(xg, hg, c_prev, h, c, act):
@@ -51,10 +78,11 @@ def layer_functions(gates_forward, gates_backward):
             xg += bias
         hg = np.empty((B, H4), dtype=x.dtype)
         h_prev, c_prev = h0, c0
-        for t in range(T):
-            np.matmul(h_prev, w_hh.T, out=hg)
-            gates_forward(xg[t], hg, c_prev, hs[t], cs[t], acts[t])
-            h_prev, c_prev = hs[t], cs[t]
+        with _single_thread_blas():
+            for t in range(T):
+                np.matmul(h_prev, w_hh.T, out=hg)
+                gates_forward(xg[t], hg, c_prev, hs[t], cs[t], acts[t])
+                h_prev, c_prev = hs[t], cs[t]
 
     def lstm_layer_backward(grad_hs, grad_hn, grad_cn, x, w_ih, w_hh, h0, c0, hs, cs, acts,
                             grad_x, grad_w_ih, grad_w_hh, grad_b, grad_h0, grad_c0):
@@ -63,9 +91,10 @@ def layer_functions(gates_forward, gates_backward):
         dz = np.empty((T, B, H4), dtype=x.dtype)
         dh_rec = np.array(grad_hn, copy=True)
         dc = np.array(grad_cn, copy=True)
-        for t in range(T - 1, -1, -1):
-            gates_backward(grad_hs[t], dh_rec, dc, acts[t], cs[t - 1] if t else c0, cs[t], dz[t], dc)
-            np.matmul(dz[t], w_hh, out=dh_rec)
+        with _single_thread_blas():
+            for t in range(T - 1, -1, -1):
+                gates_backward(grad_hs[t], dh_rec, dc, acts[t], cs[t - 1] if t else c0, cs[t], dz[t], dc)
+                np.matmul(dz[t], w_hh, out=dh_rec)
         dz2 = dz.reshape(T * B, H4)
         np.matmul(dz2.T, x.reshape(T * B, I), out=grad_w_ih)
         # h_{t-1} for every step: h0 then hs[:-1]
