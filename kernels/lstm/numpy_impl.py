@@ -67,19 +67,67 @@ def lstm_gates_backward(grad_h, grad_h_rec, grad_c, act, c_prev, c, grad_gates, 
     np.multiply(dc, f, out=grad_c_prev)
 
 
+_pool = None
+
+
+class _Done:
+    def result(self):
+        return None
+
+
+def _spawn(fn, *args):
+    """Run ``fn(*args)`` on the helper thread when fastnn has 2+ threads, else now.
+
+    Jobs run one at a time in submission order, so accumulations into one array never race.
+    NumPy releases the GIL inside BLAS, so a job's GEMM runs beside the caller's time loop.
+    """
+    global _pool
+    from fastnn._config import get_num_threads
+
+    if get_num_threads() < 2:
+        fn(*args)
+        return _Done()
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastnn-lstm")
+    return _pool.submit(fn, *args)
+
+
+def _chunks(T, n=5):
+    """Split range(T) into about ``n`` contiguous (lo, hi) chunks."""
+    k = max(1, -(-T // n))
+    return [(lo, min(T, lo + k)) for lo in range(0, T, k)]
+
+
 def layer_functions(gates_forward, gates_backward):
-    """``(lstm_layer_forward, lstm_layer_backward)`` using the given gate kernels."""
+    """``(lstm_layer_forward, lstm_layer_backward)`` using the given gate kernels.
+
+    The time loop is sequential and latency-bound (one small GEMM and one gate pass per step,
+    on one BLAS thread); the big GEMMs that do not depend on it run beside it on a helper
+    thread, chunk by chunk: in forward the input projection of later steps, in backward the
+    weight and input gradients of the steps already done.
+    """
 
     def lstm_layer_forward(x, w_ih, w_hh, bias, h0, c0, hs, cs, acts):
         T, B, I = x.shape
         H4 = w_hh.shape[0]
-        xg = np.matmul(x.reshape(T * B, I), w_ih.T).reshape(T, B, H4)  # all steps at once
-        if bias is not None:
-            xg += bias
+        xg = np.empty((T, B, H4), dtype=x.dtype)
+
+        def project(lo, hi):  # input projection of steps lo..hi-1, one GEMM
+            np.matmul(x[lo:hi].reshape(-1, I), w_ih.T, out=xg[lo:hi].reshape(-1, H4))
+            if bias is not None:
+                xg[lo:hi] += bias
+
         hg = np.empty((B, H4), dtype=x.dtype)
         h_prev, c_prev = h0, c0
         with _single_thread_blas():
+            first = _chunks(T)[0][1]
+            project(0, first)
+            rest = _spawn(project, first, T) if first < T else _Done()
             for t in range(T):
+                if t == first:
+                    rest.result()
                 np.matmul(h_prev, w_hh.T, out=hg)
                 gates_forward(xg[t], hg, c_prev, hs[t], cs[t], acts[t])
                 h_prev, c_prev = hs[t], cs[t]
@@ -91,19 +139,31 @@ def layer_functions(gates_forward, gates_backward):
         dz = np.empty((T, B, H4), dtype=x.dtype)
         dh_rec = np.array(grad_hn, copy=True)
         dc = np.array(grad_cn, copy=True)
+        grad_w_ih[...] = 0
+        grad_w_hh[...] = 0
+
+        def weight_grads(lo, hi):  # gradients from the gate gradients of steps lo..hi-1
+            d = dz[lo:hi].reshape(-1, H4)
+            grad_w_ih[...] += d.T @ x[lo:hi].reshape(-1, I)
+            if lo == 0:  # h_{t-1} is h0 for t = 0, hs[t-1] after
+                grad_w_hh[...] += dz[0].T @ h0
+                if hi > 1:
+                    grad_w_hh[...] += dz[1:hi].reshape(-1, H4).T @ hs[:hi - 1].reshape(-1, H)
+            else:
+                grad_w_hh[...] += d.T @ hs[lo - 1:hi - 1].reshape(-1, H)
+            if grad_x is not None:
+                np.matmul(d, w_ih, out=grad_x[lo:hi].reshape(-1, I))
+
+        jobs = []
         with _single_thread_blas():
-            for t in range(T - 1, -1, -1):
-                gates_backward(grad_hs[t], dh_rec, dc, acts[t], cs[t - 1] if t else c0, cs[t], dz[t], dc)
-                np.matmul(dz[t], w_hh, out=dh_rec)
-        dz2 = dz.reshape(T * B, H4)
-        np.matmul(dz2.T, x.reshape(T * B, I), out=grad_w_ih)
-        # h_{t-1} for every step: h0 then hs[:-1]
-        np.matmul(dz[0].T, h0, out=grad_w_hh)
-        if T > 1:
-            grad_w_hh += dz2[B:].T @ hs[:-1].reshape((T - 1) * B, H)
-        np.sum(dz2, axis=0, out=grad_b)
-        if grad_x is not None:
-            np.matmul(dz2, w_ih, out=grad_x.reshape(T * B, I))
+            for lo, hi in reversed(_chunks(T)):
+                for t in range(hi - 1, lo - 1, -1):
+                    gates_backward(grad_hs[t], dh_rec, dc, acts[t], cs[t - 1] if t else c0, cs[t], dz[t], dc)
+                    np.matmul(dz[t], w_hh, out=dh_rec)
+                jobs.append(_spawn(weight_grads, lo, hi))
+            for j in jobs:
+                j.result()
+        np.sum(dz.reshape(T * B, H4), axis=0, out=grad_b)
         grad_h0[...] = dh_rec
         grad_c0[...] = dc
 
