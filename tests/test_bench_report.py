@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+import fastnn
 from fastnn import cli
 from fastnn.benchmarks import WORKLOADS, _load_all, _report, prepare, time_closure
 
@@ -86,5 +87,8 @@ def test_registry_is_well_formed():
         assert w.flops > 0 and w.group.count("|") == 2, name
         assert set(w.impls) <= {"reference", "numpy", "numba", "cython", "auto", "torch"}, name
         assert not w.small or WORKLOADS[w.small].op == w.op, name
-    res = time_closure(prepare("mlp_step", "numpy"), min_time=0, min_rounds=1)
+    try:  # prepare() sets the process-wide backend (it is meant for worker processes)
+        res = time_closure(prepare("mlp_step", "numpy"), min_time=0, min_rounds=1)
+    finally:
+        fastnn.set_backend("auto")
     assert res["median_s"] > 0 and np.isfinite(res["cold_s"])
