@@ -17,11 +17,14 @@ the seed fixed here (and in that PyTorch copy):
 
 Speed: the encoder half of the attention's ``attn`` layer does not change between decoder
 steps, so :class:`Seq2Seq` computes it once per batch (``AdditiveAttention.project``) instead
-of once per step as the seed does; the maths is the same.
+of once per step as the seed does; the maths is the same. The decoder's per-step GEMMs are
+small (batch x a few hundred x vocab) and run on one BLAS thread: on a busy 2-core machine a
+BLAS team that must meet at a barrier after every one of them made steps 10x slower.
 """
 import numpy as np
 
 from . import _random
+from .kernels.lstm.numpy_impl import _single_thread_blas
 from ._validate import float_array, labels, positive_int
 from .nn import AdditiveAttention, Dropout, Embedding, Linear, LSTM, Module, no_grad
 
@@ -196,11 +199,12 @@ class Seq2Seq(Module):
         T, B = trg.shape
         outputs = np.zeros((T, B, self.decoder.output_dim), dtype=self.dtype)
         inp = trg[0]
-        for t in range(1, T):
-            out, hidden, cell = self.decoder(inp, hidden, cell, enc, mask, keys)
-            outputs[t] = out
-            teacher_force = rng.random() < teacher_forcing_ratio
-            inp = trg[t] if teacher_force else out.argmax(axis=1)
+        with _single_thread_blas():  # see the module docstring (Speed)
+            for t in range(1, T):
+                out, hidden, cell = self.decoder(inp, hidden, cell, enc, mask, keys)
+                outputs[t] = out
+                teacher_force = rng.random() < teacher_forcing_ratio
+                inp = trg[t] if teacher_force else out.argmax(axis=1)
         self._save(T)
         return outputs
 
@@ -213,10 +217,11 @@ class Seq2Seq(Module):
         g = g.astype(self.dtype, copy=False)
         gh = gc = None
         g_enc = g_keys = 0
-        for t in range(T - 1, 0, -1):
-            gh, gc, ge, gk = self.decoder.backward(g[t], gh, gc)
-            g_enc = g_enc + ge
-            g_keys = g_keys + gk
+        with _single_thread_blas():
+            for t in range(T - 1, 0, -1):
+                gh, gc, ge, gk = self.decoder.backward(g[t], gh, gc)
+                g_enc = g_enc + ge
+                g_keys = g_keys + gk
         g_enc = g_enc + self.decoder.attention.project_backward(g_keys)
         self.encoder.backward(g_enc.transpose(1, 0, 2), gh, gc)
         return None

@@ -15,7 +15,7 @@ from .dense import dropout, dropout_backward
 # auto: measured on the 2-core machine (docs/performance.md, ## lstm); work = B*H for the LSTM
 # gate pass, N*D for the embedding.
 _d.register_auto({
-    "embedding": [(0, "numba")],
+    "embedding": [(0, "numpy"), (1 << 16, "numba")],
     "lstm": [(0, "numba")],
 })
 

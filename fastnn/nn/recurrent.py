@@ -280,7 +280,10 @@ class AdditiveAttention(Module):
             if mask.shape != (B, S):
                 raise ValueError(f"mask: expected shape ({B}, {S}) (batch, src_len), got {mask.shape}")
         q = F.linear(h, self.attn.weight.data[:, :d])                       # (B, dec)
-        energy = F.tanh(k + q[:, None, :])                                   # (B, S, dec)
+        energy = k + q[:, None, :]                                           # (B, S, dec)
+        # NumPy directly: its float32 tanh is SIMD and needs no thread team (the dense kernels'
+        # tanh is scalar libm on an OpenMP team, 5-10x slower here on a busy 2-core machine)
+        np.tanh(energy, out=energy)
         scores = F.linear(energy, self.v.weight.data)[..., 0]                # (B, S)
         empty = None
         if mask is not None:
@@ -305,7 +308,8 @@ class AdditiveAttention(Module):
         g_scores = F.softmax_backward(g.astype(a.dtype, copy=False), a, axis=1)   # masked: a = 0 -> 0
         g_energy, gv, _ = F.linear_backward(g_scores[..., None], energy, self.v.weight.data)
         self.v.weight.accumulate(gv)
-        grad_keys = F.tanh_backward(g_energy, energy)                        # (B, S, dec)
+        grad_keys = 1 - energy * energy                                      # (B, S, dec), tanh'
+        grad_keys *= g_energy
         gh, gw, _ = F.linear_backward(grad_keys.sum(axis=1), h, self.attn.weight.data[:, :d])
         _accumulate_cols(self.attn.weight, slice(0, d), gw)
         return gh, grad_keys

@@ -160,7 +160,10 @@ def layer_functions(gates_forward, gates_backward):
                 for t in range(hi - 1, lo - 1, -1):
                     gates_backward(grad_hs[t], dh_rec, dc, acts[t], cs[t - 1] if t else c0, cs[t], dz[t], dc)
                     np.matmul(dz[t], w_hh, out=dh_rec)
-                jobs.append(_spawn(weight_grads, lo, hi))
+                if lo > 0:
+                    jobs.append(_spawn(weight_grads, lo, hi))
+                else:  # the last chunk: nothing left to overlap with, run it here
+                    weight_grads(lo, hi)
             for j in jobs:
                 j.result()
         np.sum(dz.reshape(T * B, H4), axis=0, out=grad_b)
