@@ -60,6 +60,16 @@ def test_avg_pool_matches_torch(case, count_include_pad, backend, dtype, rng, to
     assert_close(F.avg_pool2d_backward(g, x, **opts), gx_t, dtype)
 
 
+def test_parallel_pool_repeatable(fast_backend):
+    # regression: the Cython average-pool kernels once shared the window bounds between
+    # OpenMP threads (set through pointers, so not made private)
+    x = np.random.default_rng(2).standard_normal((8, 16, 16, 16))
+    with fastnn.use_backend("reference"):
+        ref = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
+    for _ in range(100):
+        assert_close(F.avg_pool2d(x, 3, 2, 1, count_include_pad=False), ref)
+
+
 def test_max_pool_ties_go_to_first_max(backend, torch):
     # constant and two-valued inputs: every window has ties
     x = np.ones((1, 2, 5, 5))

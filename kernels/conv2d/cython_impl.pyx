@@ -30,18 +30,21 @@ cdef inline int _threads(Py_ssize_t work):
     return 1 if work < _SERIAL else get_num_threads()
 
 
-cdef inline void _span(Py_ssize_t size, Py_ssize_t out_size, Py_ssize_t s, Py_ssize_t off,
-                       Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    # output positions o in [lo, hi) with 0 <= o * s + off < size (all divisions non-negative)
+# Output positions o in [_lo, _hi) satisfy 0 <= o * s + off < size (all divisions non-negative).
+# Two functions returning values, not one writing through pointers: inside a prange, Cython
+# makes a variable thread-private only when the loop body assigns it directly.
+cdef inline Py_ssize_t _lo(Py_ssize_t size, Py_ssize_t out_size, Py_ssize_t s, Py_ssize_t off) noexcept nogil:
+    if off >= 0 or size - 1 - off < 0:
+        return 0
+    return min(out_size, (-off + s - 1) // s)
+
+
+cdef inline Py_ssize_t _hi(Py_ssize_t size, Py_ssize_t out_size, Py_ssize_t s, Py_ssize_t off,
+                           Py_ssize_t lo) noexcept nogil:
     cdef Py_ssize_t top = size - 1 - off
-    lo[0] = 0
-    if off < 0:
-        lo[0] = min(out_size, (-off + s - 1) // s)
     if top < 0:
-        lo[0] = 0
-        hi[0] = 0
-        return
-    hi[0] = max(lo[0], min(out_size, top // s + 1))
+        return 0
+    return max(lo, min(out_size, top // s + 1))
 
 
 # ---------------------------------------------------------------------------- direct strategy
@@ -67,7 +70,8 @@ def _direct_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                 for j in range(kw):
                     wv = w[k, c, i, j]
                     off = j * dw - pl
-                    _span(W, OW, sw, off, &lo, &hi)
+                    lo = _lo(W, OW, sw, off)
+                    hi = _hi(W, OW, sw, off, lo)
                     for oh in range(OH):
                         ih = oh * sh - pt + i * dh
                         if ih < 0 or ih >= H:
@@ -91,7 +95,8 @@ def _direct_grad_w(const floating[:, :, :, ::1] grad_out, const floating[:, :, :
         for i in range(kh):
             for j in range(kw):
                 off = j * dw - pl
-                _span(W, OW, sw, off, &lo, &hi)
+                lo = _lo(W, OW, sw, off)
+                hi = _hi(W, OW, sw, off, lo)
                 acc = 0
                 for n in range(N):
                     for oh in range(OH):
@@ -124,7 +129,8 @@ def _direct_grad_x(const floating[:, :, :, ::1] grad_out, const floating[:, :, :
                 for j in range(kw):
                     wv = w[k, c - g * cg, i, j]
                     off = j * dw - pl
-                    _span(W, OW, sw, off, &lo, &hi)
+                    lo = _lo(W, OW, sw, off)
+                    hi = _hi(W, OW, sw, off, lo)
                     for oh in range(OH):
                         ih = oh * sh - pt + i * dh
                         if ih < 0 or ih >= H:
@@ -159,7 +165,8 @@ def _im2col(const floating[:, :, :, ::1] x, Py_ssize_t n0, Py_ssize_t n1, floati
             i = (r // kw) % kh
             j = r % kw
             off = j * dw - pl
-            _span(W, OW, sw, off, &lo, &hi)
+            lo = _lo(W, OW, sw, off)
+            hi = _hi(W, OW, sw, off, lo)
             for n in range(n1 - n0):
                 for oh in range(OH):
                     ih = oh * sh - pt + i * dh
@@ -195,7 +202,8 @@ def _col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] grad_x, Py_ssize
                     for j in range(kw):
                         r = (c * kh + i) * kw + j
                         off = j * dw - pl
-                        _span(W, OW, sw, off, &lo, &hi)
+                        lo = _lo(W, OW, sw, off)
+                        hi = _hi(W, OW, sw, off, lo)
                         for oh in range(OH):
                             ih = oh * sh - pt + i * dh
                             if ih < 0 or ih >= H:

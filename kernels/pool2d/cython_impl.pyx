@@ -77,12 +77,21 @@ def _max_backward(const floating[:, :, :, ::1] grad_out, const floating[:, :, :,
                 grad_x[n, c, a // W, a % W] += grad_out[n, c, oh, ow]
 
 
-cdef inline Py_ssize_t _window(Py_ssize_t o, Py_ssize_t s, Py_ssize_t p, Py_ssize_t k, Py_ssize_t size,
-                               bint cip, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    cdef Py_ssize_t start = o * s - p, end = min(o * s - p + k, size + p)
-    lo[0] = max(start, 0)
-    hi[0] = min(end, size)
-    return (end - start) if cip else (hi[0] - lo[0])
+# Window bounds clipped to the input, and the divisor. Returned as values and assigned in the
+# loop body: inside a prange Cython makes a variable thread-private only when it is assigned.
+cdef inline Py_ssize_t _start(Py_ssize_t o, Py_ssize_t s, Py_ssize_t p) noexcept nogil:
+    return max(o * s - p, 0)
+
+
+cdef inline Py_ssize_t _stop(Py_ssize_t o, Py_ssize_t s, Py_ssize_t p, Py_ssize_t k, Py_ssize_t size) noexcept nogil:
+    return min(o * s - p + k, size)
+
+
+cdef inline Py_ssize_t _count(Py_ssize_t o, Py_ssize_t s, Py_ssize_t p, Py_ssize_t k, Py_ssize_t size,
+                              bint cip) noexcept nogil:
+    if cip:
+        return min(o * s - p + k, size + p) - (o * s - p)
+    return _stop(o, s, p, k, size) - _start(o, s, p)
 
 
 def _avg_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t kh, Py_ssize_t kw,
@@ -95,9 +104,13 @@ def _avg_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_
         n = t // C
         c = t % C
         for oh in range(OH):
-            dh = _window(oh, sh, ph, kh, H, cip, &h0, &h1)
+            h0 = _start(oh, sh, ph)
+            h1 = _stop(oh, sh, ph, kh, H)
+            dh = _count(oh, sh, ph, kh, H, cip)
             for ow in range(OW):
-                dw = _window(ow, sw, pw, kw, W, cip, &w0, &w1)
+                w0 = _start(ow, sw, pw)
+                w1 = _stop(ow, sw, pw, kw, W)
+                dw = _count(ow, sw, pw, kw, W, cip)
                 acc = 0
                 for i in range(h0, h1):
                     for j in range(w0, w1):
@@ -115,9 +128,13 @@ def _avg_backward(const floating[:, :, :, ::1] grad_out, floating[:, :, :, ::1] 
         n = t // C
         c = t % C
         for oh in range(OH):
-            dh = _window(oh, sh, ph, kh, H, cip, &h0, &h1)
+            h0 = _start(oh, sh, ph)
+            h1 = _stop(oh, sh, ph, kh, H)
+            dh = _count(oh, sh, ph, kh, H, cip)
             for ow in range(OW):
-                dw = _window(ow, sw, pw, kw, W, cip, &w0, &w1)
+                w0 = _start(ow, sw, pw)
+                w1 = _stop(ow, sw, pw, kw, W)
+                dw = _count(ow, sw, pw, kw, W, cip)
                 v = grad_out[n, c, oh, ow] / (dh * dw)
                 for i in range(h0, h1):
                     for j in range(w0, w1):
