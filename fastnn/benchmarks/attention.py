@@ -87,7 +87,7 @@ def mha(impl):
 
 
 @workload("sdpa_long", op="attention", shape=f"B=H=1 L=S={LONG} E={E}", flops=4 * LONG * LONG * E,
-          impls=("numpy", "numba", "cython", "torch"), note="forward only; see `memory`")
+          impls=("numpy", "numba", "cython", "auto", "torch"), note="forward only: the memory check")
 def sdpa_long(impl):
     q, k, v, _ = _sdpa_inputs((1, 1, LONG, E), (1, 1, LONG, E))
     if impl == "torch":
