@@ -152,6 +152,30 @@ def test_parallel_direct_kernel_repeatable(fast_backend):
         assert_close(F.conv2d_backward(g, x, w, padding=1, groups=16)[0], gx_ref)
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_works_in_a_forked_child(fast_backend):
+    # the im2col driver's thread pool does not survive fork(); the child must start its own
+    import os
+
+    x, w = np.ones((8, 16, 6, 6)), np.ones((16, 16, 3, 3))
+    y = F.conv2d(x, w, padding=1)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        ok = np.array_equal(F.conv2d(x, w, padding=1), y)
+        os._exit(0 if ok else 1)
+    import time
+
+    for _ in range(200):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("conv2d hung in a forked child")
+
+
 def test_strategy_rule():
     assert conv_kernels.choose_strategy(1, 5, 5, 32) == "im2col"
     assert conv_kernels.choose_strategy(1, 3, 3, 1) == "direct"  # depthwise

@@ -29,6 +29,7 @@ images with ``cols`` under ``COL_BYTES / threads``; the backward adds a ``(K, C/
 partial ``grad_w`` per thread. It does not grow with the batch.
 """
 import itertools
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -40,6 +41,16 @@ from . import choose_chunk
 _pool = None
 _pool_size = 0
 _blas = None
+
+
+def _forget_pool():
+    # a forked child inherits the executor object but not its threads: start a new one there
+    global _pool, _pool_size, _blas
+    _pool, _pool_size, _blas = None, 0, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _blas_libs():
