@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn import functional as F
 from fastnn import nn
 from fnn_testing import assert_close, to_torch
 
@@ -164,11 +165,6 @@ def test_bad_input(rng):
     m(x, x, x)
     with pytest.raises(ValueError, match="grad_output: expected shape"):
         m.backward(np.ones((5, 2, 8)))
-    md = nn.MultiheadAttention(8, 2, dropout=0.1, batch_first=True)
-    with pytest.raises(ValueError, match="dropout"):
-        md(x, x, x)
-    md.eval()
-    md(x, x, x)  # dropout is inactive in eval mode
 
 
 def _seed_sdpa(torch, q, k, v, d_k, mask=None):
@@ -194,3 +190,46 @@ def test_seed_scaled_dot_product_attention(backend, dtype, torch, rng):
     tout.backward(to_torch(torch, g))
     for a, t in zip(m.backward(g), (tq, tk, tv)):
         assert_close(a, t.grad.numpy(), dtype)
+
+
+def test_attention_dropout_in_training(dtype, torch, rng, monkeypatch):
+    """Training with dropout > 0: torch's math (written out in torch) with the keep-mask our
+    F.dropout drew (captured by a spy), for output, weights and every gradient."""
+    E, H, N, L, p = 8, 2, 3, 5, 0.3
+    tm, m = _pair(torch, dtype, E, H, rng, batch_first=True, dropout=p)
+    m.rng = np.random.default_rng(7)
+    masks = []
+    real = F.dropout
+
+    def spy(*a, **k):
+        out, mask = real(*a, **k)
+        masks.append(mask)
+        return out, mask
+
+    monkeypatch.setattr(F, "dropout", spy)
+    x = _x(rng, dtype, N, L, E)
+    kpm = rng.random((N, L)) < 0.3
+    kpm[:, 0] = False
+    y, w = m(x, x, x, key_padding_mask=kpm)
+    (drop,) = masks
+    assert set(np.unique(drop)) <= {0, dtype(1 / (1 - p))} and (drop == 0).any()
+    g = _x(rng, dtype, N, L, E)
+    gq, gk, gv = m.backward(g)
+
+    tx = to_torch(torch, x, True)
+    P = dict(tm.named_parameters())
+    qkv = torch.nn.functional.linear(tx, P["in_proj_weight"], P["in_proj_bias"])
+    q, k, v = (t.reshape(N, L, H, E // H).transpose(1, 2) for t in qkv.split(E, dim=-1))
+    s = q @ k.transpose(-1, -2) / np.sqrt(E // H)
+    s = s.masked_fill(to_torch(torch, kpm)[:, None, None, :], float("-inf"))
+    tw = torch.softmax(s, -1) * to_torch(torch, drop)
+    o = (tw @ v).transpose(1, 2).reshape(N, L, E)
+    ty = torch.nn.functional.linear(o, P["out_proj.weight"], P["out_proj.bias"])
+    ty.backward(to_torch(torch, g))
+    assert_close(y, ty.detach().numpy(), dtype, scale=3)
+    assert_close(w, tw.mean(1).detach().numpy(), dtype, scale=3)
+    assert_close(gq + gk + gv, tx.grad.numpy(), dtype, scale=3)
+    for name, prm in m.named_parameters():
+        assert_close(prm.grad, P[name].grad.numpy(), dtype, scale=3, err_msg=name)
+    m.eval()  # dropout off: the fused path, deterministic
+    np.testing.assert_array_equal(m(x, x, x)[0], m(x, x, x)[0])

@@ -67,9 +67,11 @@ class MultiheadAttention(Module):
         E, the query (and output) feature size; a multiple of ``num_heads``.
     num_heads : int
         H; each head has ``E // H`` features.
-    dropout : float
-        Attention-weight dropout. Only 0 is supported in training mode (the fused kernels
-        have no dropout); any value is accepted, and ignored, in ``eval()`` mode.
+    dropout : float in [0, 1)
+        Dropout on the attention weights in training mode, as torch. With ``dropout > 0`` a
+        training step takes the unfused path (weights (N, H, L, S) built, dropped, multiplied
+        by the values; :func:`fastnn.functional.dropout`'s generator, see ``rng``); ``eval()``
+        and ``dropout=0`` use the fused kernels.
     bias : bool
         ``in_proj_bias`` (3E,) and ``out_proj.bias`` (E,).
     batch_first : bool
@@ -80,6 +82,7 @@ class MultiheadAttention(Module):
         ``k_proj_weight`` (E, kdim) and ``v_proj_weight`` (E, vdim).
     dtype : np.float32 (default) or np.float64; a float input of the other dtype is cast.
     rng : numpy.random.Generator, optional
+        For the initialisation and the attention dropout (default: fastnn's global generator).
 
     Parameters are initialised as torch: Xavier-uniform projections, zero biases,
     ``out_proj.weight`` as a Linear. A torch state_dict (``.numpy()``-converted) loads as is.
@@ -115,6 +118,7 @@ class MultiheadAttention(Module):
         self.dropout = float(dropout)
         self.batch_first = bool(batch_first)
         self._qkv_same_embed_dim = self.kdim == E and self.vdim == E
+        self.rng = rng
         rng = _random.get_rng(rng)
         if self._qkv_same_embed_dim:
             self.in_proj_weight = Parameter(_xavier(rng, (3 * E, E), self.dtype))
@@ -194,9 +198,6 @@ class MultiheadAttention(Module):
                              f"value {np.shape(value)}")
         if Sv != S:
             raise ValueError(f"value: expected S={S} entries (those of key), got shape {np.shape(value)}")
-        if self.training and self.dropout > 0:
-            raise ValueError(f"dropout: attention dropout is not supported in training mode, got {self.dropout}; "
-                             "use dropout=0.0 or eval()")
         if not isinstance(is_causal, (bool, np.bool_)):
             raise TypeError(f"is_causal: expected a bool, got {type(is_causal).__name__}")
         if is_causal and attn_mask is None:
@@ -222,21 +223,26 @@ class MultiheadAttention(Module):
         else:
             q, k, v = F.linear(x_q, wq, bq), F.linear(x_k, wk, bk), F.linear(x_v, wv, bv)
         q4, k4, v4 = (self._split(t, N, n, batched) for t, n in ((q, L), (k, S), (v, S)))
-        o4, lse = F.scaled_dot_product_attention(q4, k4, v4, mask, causal, return_lse=True)
-        o = self._merge(o4, batched)
-        y = self.out_proj(o)
+        w = drop = wd = None
+        if self.training and self.dropout > 0:  # unfused: dropout acts on the weights themselves
+            w = F.attention_weights(q4, k4, mask, causal)
+            wd, drop = F.dropout(w, self.dropout, True, _random.get_rng(self.rng), return_mask=True)
+            o4, lse = np.matmul(wd, v4), None
+        else:
+            o4, lse = F.scaled_dot_product_attention(q4, k4, v4, mask, causal, return_lse=True)
+        y = self.out_proj(self._merge(o4, batched))
         weights = None
-        if need_weights:
-            weights = F.attention_weights(q4, k4, mask, causal)
+        if need_weights:  # after dropout, as torch returns them
+            weights = wd if wd is not None else F.attention_weights(q4, k4, mask, causal)
             if average_attn_weights:
                 weights = weights.mean(axis=1)
             if not batched:
                 weights = weights[0]
-        self._save(x_q, x_k, x_v, q4, k4, v4, mask, causal, o4, lse, batched)
+        self._save(x_q, x_k, x_v, q4, k4, v4, mask, causal, o4, lse, w, drop, batched)
         return (y if batched else y[:, 0]), weights
 
     def backward(self, grad_output):
-        x_q, x_k, x_v, q4, k4, v4, mask, causal, o4, lse, batched = self._pop()
+        x_q, x_k, x_v, q4, k4, v4, mask, causal, o4, lse, w, drop, batched = self._pop()
         N, H, L, hd = q4.shape
         E = self.embed_dim
         g = self._input(grad_output, "grad_output")
@@ -245,7 +251,13 @@ class MultiheadAttention(Module):
             raise ValueError(f"grad_output: expected shape {want}, got {g.shape}")
         go = self.out_proj.backward(g if batched else g[:, None])
         g4 = self._split(go, N, L, batched)
-        gq4, gk4, gv4 = F.scaled_dot_product_attention_backward(g4, q4, k4, v4, mask, causal, out=o4, lse=lse)
+        if drop is None:
+            gq4, gk4, gv4 = F.scaled_dot_product_attention_backward(g4, q4, k4, v4, mask, causal, out=o4, lse=lse)
+        else:  # o = (w * drop) @ v, w = softmax(q @ k.T / sqrt(d) + mask)
+            gv4 = np.matmul((w * drop).transpose(0, 1, 3, 2), g4)
+            gw = F.dropout_backward(np.matmul(g4, v4.transpose(0, 1, 3, 2)), drop)
+            gs = F.softmax_backward(gw, w) * self.dtype.type(1 / math.sqrt(hd))
+            gq4, gk4 = np.matmul(gs, k4), np.matmul(gs.transpose(0, 1, 3, 2), q4)
         (wq, wk, wv), _ = self._weights()
         grads, gws, gbs = [], [], []
         for g_h, x, w in ((gq4, x_q, wq), (gk4, x_k, wk), (gv4, x_v, wv)):
