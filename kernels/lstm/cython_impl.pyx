@@ -98,20 +98,23 @@ cdef inline void _fwd_row(const floating* xg, const floating* hg, const floating
 cdef inline void _bwd_row(const floating* grad_h, const floating* grad_h_rec, floating* grad_c,
                           const floating* act, const floating* c_prev, const floating* c,
                           floating* grad_gates, floating* grad_c_prev, Py_ssize_t H) noexcept nogil:
+    # two loops: the one with the tanh, then plain arithmetic (dc parked in grad_c_prev)
     cdef Py_ssize_t j
     cdef floating i, f, g, o, dh, tc, dc
+    for j in range(H):
+        o = act[3 * H + j]
+        dh = grad_h[j] + grad_h_rec[j]
+        tc = _tanh(c[j])
+        grad_c_prev[j] = dh * o * (1 - tc * tc) + grad_c[j]
+        grad_gates[3 * H + j] = dh * tc * o * (1 - o)
     for j in range(H):
         i = act[j]
         f = act[H + j]
         g = act[2 * H + j]
-        o = act[3 * H + j]
-        dh = grad_h[j] + grad_h_rec[j]
-        tc = _tanh(c[j])
-        dc = dh * o * (1 - tc * tc) + grad_c[j]
+        dc = grad_c_prev[j]
         grad_gates[j] = dc * g * i * (1 - i)
         grad_gates[H + j] = dc * c_prev[j] * f * (1 - f)
         grad_gates[2 * H + j] = dc * i * (1 - g * g)
-        grad_gates[3 * H + j] = dh * tc * o * (1 - o)
         grad_c_prev[j] = dc * f
 
 

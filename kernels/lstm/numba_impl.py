@@ -108,20 +108,23 @@ def _gates_forward(xg, hg, c_prev, h, c, act):
 
 
 def _gates_backward(grad_h, grad_h_rec, grad_c, act, c_prev, c, grad_gates, grad_c_prev):
+    # two loops per row: the one with the tanh, then plain arithmetic (dc parked in grad_c_prev)
     B, H = c.shape
     for b in prange(B):
+        for j in range(H):
+            o = act[b, 3 * H + j]
+            dh = grad_h[b, j] + grad_h_rec[b, j]
+            tc = _tanh(c[b, j])
+            grad_c_prev[b, j] = dh * o * (1 - tc * tc) + grad_c[b, j]
+            grad_gates[b, 3 * H + j] = dh * tc * o * (1 - o)
         for j in range(H):
             i = act[b, j]
             f = act[b, H + j]
             g = act[b, 2 * H + j]
-            o = act[b, 3 * H + j]
-            dh = grad_h[b, j] + grad_h_rec[b, j]
-            tc = _tanh(c[b, j])
-            dc = dh * o * (1 - tc * tc) + grad_c[b, j]
+            dc = grad_c_prev[b, j]
             grad_gates[b, j] = dc * g * i * (1 - i)
             grad_gates[b, H + j] = dc * c_prev[b, j] * f * (1 - f)
             grad_gates[b, 2 * H + j] = dc * i * (1 - g * g)
-            grad_gates[b, 3 * H + j] = dh * tc * o * (1 - o)
             grad_c_prev[b, j] = dc * f
 
 

@@ -15,6 +15,7 @@ Threads: the per-step GEMMs are small (B x H x 4H, 17 MFLOP for B=32, H=256) and
 machine one descheduled worker stalls the step for a scheduler tick. The time loop therefore
 runs BLAS on one thread; the big all-steps GEMMs before and after it use every thread.
 """
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -68,6 +69,21 @@ def lstm_gates_backward(grad_h, grad_h_rec, grad_c, act, c_prev, c, grad_gates, 
 
 
 _pool = None
+_scratch = threading.local()
+
+
+def _workspace(name, shape, dtype):
+    """A per-thread scratch array kept between calls: the input projection and the gate
+    gradients (6.5 MB each for T=50, B=32, H=256) would otherwise be fresh pages, faulted in
+    and zeroed by the OS on every call."""
+    cache = _scratch.__dict__
+    key = (name, shape, np.dtype(dtype).str)
+    a = cache.get(key)
+    if a is None:
+        if len(cache) >= 8:  # a few shapes in use at once (an encoder and a decoder); drop old ones
+            cache.clear()
+        a = cache[key] = np.empty(shape, dtype=dtype)
+    return a
 
 
 class _Done:
@@ -112,7 +128,7 @@ def layer_functions(gates_forward, gates_backward):
     def lstm_layer_forward(x, w_ih, w_hh, bias, h0, c0, hs, cs, acts):
         T, B, I = x.shape
         H4 = w_hh.shape[0]
-        xg = np.empty((T, B, H4), dtype=x.dtype)
+        xg = _workspace("xg", (T, B, H4), x.dtype)
 
         def project(lo, hi):  # input projection of steps lo..hi-1, one GEMM
             np.matmul(x[lo:hi].reshape(-1, I), w_ih.T, out=xg[lo:hi].reshape(-1, H4))
@@ -136,9 +152,11 @@ def layer_functions(gates_forward, gates_backward):
                             grad_x, grad_w_ih, grad_w_hh, grad_b, grad_h0, grad_c0):
         T, B, I = x.shape
         H4, H = w_hh.shape
-        dz = np.empty((T, B, H4), dtype=x.dtype)
+        dz = _workspace("dz", (T, B, H4), x.dtype)
         dh_rec = np.array(grad_hn, copy=True)
         dc = np.array(grad_cn, copy=True)
+        dc_prev = np.empty_like(dc)  # ping-pong: in-place grad_c -> grad_c_prev would alias, and
+        #                              the compiled loops fall back to scalar code when it does
         grad_w_ih[...] = 0
         grad_w_hh[...] = 0
 
@@ -158,7 +176,8 @@ def layer_functions(gates_forward, gates_backward):
         with _single_thread_blas():
             for lo, hi in reversed(_chunks(T)):
                 for t in range(hi - 1, lo - 1, -1):
-                    gates_backward(grad_hs[t], dh_rec, dc, acts[t], cs[t - 1] if t else c0, cs[t], dz[t], dc)
+                    gates_backward(grad_hs[t], dh_rec, dc, acts[t], cs[t - 1] if t else c0, cs[t], dz[t], dc_prev)
+                    dc, dc_prev = dc_prev, dc
                     np.matmul(dz[t], w_hh, out=dh_rec)
                 if lo > 0:
                     jobs.append(_spawn(weight_grads, lo, hi))
