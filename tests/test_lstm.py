@@ -238,3 +238,41 @@ def test_functional_refuses_bad_weights_and_grads(rng):
         nn.LSTM(3, 4, dropout=2)
     with pytest.raises(ValueError, match="hidden_size"):
         nn.LSTM(3, 0)
+
+
+@pytest.mark.parametrize("impl", ["numba", "cython"])
+def test_saturated_gates_match_reference(impl, dtype):
+    # pre-activations of +-200 (exp under/overflow territory): finite, and the reference's values
+    if impl not in fastnn.backends():
+        pytest.skip(f"{impl} not available")
+    mod = __import__(f"fastnn.kernels.lstm.{impl}_impl", fromlist=["_"])
+    rng = np.random.default_rng(5)
+    a = _layer_args(rng, 3, 4, 6, 5, dtype)
+    a["w_ih"] = (a["w_ih"] * 100).astype(dtype)
+    grads = [rng.standard_normal((3, 4, 5)).astype(dtype), np.zeros((4, 5), dtype), np.zeros((4, 5), dtype)]
+    want = _run_layer(ref, a, grads)
+    got = _run_layer(mod, a, grads)
+    for g, w in zip(got, want):
+        assert np.all(np.isfinite(g))
+        assert_close(g, w, dtype, scale=100)
+
+
+def test_one_thread_matches(rng):
+    # fastnn.set_num_threads(1) runs the big GEMMs inline instead of on the helper thread
+    m = nn.LSTM(4, 6, 2, dtype=np.float64, rng=rng)
+    x, g = rng.standard_normal((23, 3, 4)), rng.standard_normal((23, 3, 6))
+    outs = []
+    for n in (1, fastnn.get_num_threads() or 2):
+        prev = fastnn.get_num_threads()
+        fastnn.set_num_threads(n)
+        try:
+            m.zero_grad()
+            out, _ = m(x)
+            gx, _ = m.backward(g)
+            outs.append((out, gx, [p.grad.copy() for p in m.parameters()]))
+        finally:
+            fastnn.set_num_threads(prev)
+    assert_close(outs[0][0], outs[1][0])
+    assert_close(outs[0][1], outs[1][1])
+    for a, b in zip(outs[0][2], outs[1][2]):
+        assert_close(a, b)
