@@ -312,3 +312,14 @@ def test_bad_input(case, rng):
     q, k, v = _qkv(rng, np.float64, (2,), 5, 7, 3, 4)
     with pytest.raises(exc, match=msg):
         fn(q, k, v)
+
+
+def test_numba_serial_and_parallel_builds_do_not_share_a_cache_entry():
+    """Numba keys its on-disk cache by function name and line, not by compile flags: the serial
+    copies used by the thread-split driver must have their own names, or a process could
+    load the other build's machine code."""
+    nb = pytest.importorskip("fastnn.kernels.attention.numba_impl")
+    for name in ("fwd_tile", "rescale_add", "finish", "bwd_probs", "bwd_dscores", "rowdot"):
+        par, ser = getattr(nb._ops.parallel, name), getattr(nb._ops.serial, name)
+        assert par.targetoptions.get("parallel") and not ser.targetoptions.get("parallel")
+        assert par.py_func.__qualname__ != ser.py_func.__qualname__

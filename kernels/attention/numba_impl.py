@@ -9,6 +9,8 @@ vectorisable polynomial (Numba has no vector ``expf`` without SVML), accurate to
 ``FASTMATH`` keeps ``nnan``/``ninf`` off: masked scores are ``-inf`` and must give exactly 0.
 Sweeping the whole weights matrix (``sdpa_weights``) is the unfused NumPy path.
 """
+import types as _pytypes
+
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
@@ -196,11 +198,23 @@ class _Kernels:
         self.__dict__.update(fns)
 
 
+def _serial(f):
+    """The same kernel compiled without ``parallel`` (``prange`` runs as ``range``).
+
+    A copy of the Python function under another name: Numba's cache files are keyed by the
+    function's name and line, not by its compile flags, so two builds of one function would
+    load each other's machine code from the cache.
+    """
+    py = f.py_func
+    g = _pytypes.FunctionType(py.__code__, py.__globals__, py.__name__ + "_serial", py.__defaults__, py.__closure__)
+    g.__qualname__ = py.__qualname__ + "_serial"
+    return njit(cache=True, fastmath=FASTMATH, nogil=True)(g)
+
+
 _KERNELS = (fwd_tile, rescale_add, finish, bwd_probs, bwd_dscores, rowdot)
-_serial = dict(cache=True, fastmath=FASTMATH, nogil=True)  # same code, prange runs as range
 _ops = _Kernels(
     parallel=_Kernels(**{f.__name__: f for f in _KERNELS}),
-    serial=_Kernels(**{f.__name__: njit(**_serial)(f.py_func) for f in _KERNELS}),
+    serial=_Kernels(**{f.__name__: _serial(f) for f in _KERNELS}),
 )
 
 
