@@ -82,17 +82,16 @@ cdef inline void _fwd_row(const floating* xg, const floating* hg, const floating
                           floating* c, floating* act, Py_ssize_t H) noexcept nogil:
     # simple contiguous loops, one transcendental each, so that gcc can vectorise them
     cdef Py_ssize_t j
-    cdef floating cn
     for j in range(2 * H):
         act[j] = _sig(xg[j] + hg[j])
-    for j in range(2 * H, 3 * H):
-        act[j] = _tanh(xg[j] + hg[j])
-    for j in range(3 * H, 4 * H):
-        act[j] = _sig(xg[j] + hg[j])
     for j in range(H):
-        cn = act[H + j] * c_prev[j] + act[j] * act[2 * H + j]
-        c[j] = cn
-        h[j] = act[3 * H + j] * _tanh(cn)
+        act[2 * H + j] = _tanh(xg[2 * H + j] + hg[2 * H + j])
+    for j in range(H):
+        act[3 * H + j] = _sig(xg[3 * H + j] + hg[3 * H + j])
+    for j in range(H):
+        c[j] = act[H + j] * c_prev[j] + act[j] * act[2 * H + j]
+    for j in range(H):
+        h[j] = act[3 * H + j] * _tanh(c[j])
 
 
 cdef inline void _bwd_row(const floating* grad_h, const floating* grad_h_rec, floating* grad_c,

@@ -91,20 +91,20 @@ def _tanh_impl(z):
 
 
 def _gates_forward(xg, hg, c_prev, h, c, act):
-    # three simple contiguous loops per row (one transcendental each) so that LLVM vectorises
-    # them; one fused loop with four gates per element stayed scalar
+    # simple contiguous loops per row, one transcendental each, every loop counting from 0
+    # (LLVM vectorised ``range(2 * H, 3 * H)`` loops poorly: 99 vs 38 us for 8192 cells)
     B, H = c.shape
     for b in prange(B):
         for j in range(2 * H):
             act[b, j] = _sig(xg[b, j] + hg[b, j])
-        for j in range(2 * H, 3 * H):
-            act[b, j] = _tanh(xg[b, j] + hg[b, j])
-        for j in range(3 * H, 4 * H):
-            act[b, j] = _sig(xg[b, j] + hg[b, j])
         for j in range(H):
-            cn = act[b, H + j] * c_prev[b, j] + act[b, j] * act[b, 2 * H + j]
-            c[b, j] = cn
-            h[b, j] = act[b, 3 * H + j] * _tanh(cn)
+            act[b, 2 * H + j] = _tanh(xg[b, 2 * H + j] + hg[b, 2 * H + j])
+        for j in range(H):
+            act[b, 3 * H + j] = _sig(xg[b, 3 * H + j] + hg[b, 3 * H + j])
+        for j in range(H):
+            c[b, j] = act[b, H + j] * c_prev[b, j] + act[b, j] * act[b, 2 * H + j]
+        for j in range(H):
+            h[b, j] = act[b, 3 * H + j] * _tanh(c[b, j])
 
 
 def _gates_backward(grad_h, grad_h_rec, grad_c, act, c_prev, c, grad_gates, grad_c_prev):
