@@ -39,7 +39,7 @@ from threadpoolctl import ThreadpoolController
 from fastnn._config import get_num_threads
 
 BUDGET = 1 << 20  # bytes of one score scratch buffer (L2-sized)
-TILE = 128        # keys per tile
+TILE = 256        # keys per tile (256 vs 128: ~5% faster on the L=S=8192 forward)
 CAUSAL_TILE = 64  # causal: smaller tiles skip more of the masked triangle
 MIN_ROWS = 64     # query rows per thread below which a small batch is not split by rows
 
