@@ -3,7 +3,6 @@ outputs, weights, input and parameter gradients, masks, layouts, bad input."""
 import numpy as np
 import pytest
 
-import fastnn
 from fastnn import functional as F
 from fastnn import nn
 from fnn_testing import assert_close, to_torch

@@ -11,7 +11,7 @@ rest (BLAS buffers, Numba's runtime).
 """
 import numpy as np
 
-from . import FASTNN_IMPLS, workload
+from . import workload
 
 B, H, L, E = 8, 8, 256, 64
 MHA_E, MHA_H, MHA_N, MHA_L = 512, 8, 16, 128
