@@ -184,7 +184,7 @@ class MultiheadAttention(Module):
     # -- forward / backward ----------------------------------------------------------------
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
                 average_attn_weights=True, is_causal=False):
-        self_attn = query is key and key is value
+        self_attn = query is key and key is value and self._qkv_same_embed_dim
         qa = np.asarray(query)
         if qa.ndim not in (2, 3):
             raise ValueError(f"query: expected a 3-D (batched) or 2-D (unbatched) array, got shape {qa.shape}")
@@ -217,7 +217,7 @@ class MultiheadAttention(Module):
             causal, mask = True, None
 
         (wq, wk, wv), (bq, bk, bv) = self._weights()
-        if self_attn and self._qkv_same_embed_dim:
+        if self_attn:  # one GEMM with the packed weight
             qkv = F.linear(x_q, self.in_proj_weight.data, None if self.in_proj_bias is None else self.in_proj_bias.data)
             q, k, v = qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
         else:
