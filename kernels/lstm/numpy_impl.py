@@ -110,8 +110,21 @@ def _spawn(fn, *args):
     return _pool.submit(fn, *args)
 
 
-def _chunks(T, n=5):
-    """Split range(T) into about ``n`` contiguous (lo, hi) chunks."""
+def _chunks(T):
+    """Split range(T) into contiguous (lo, hi) chunks doubling in size from t = 0 (2, 4, 8 ...):
+    forward projects the small first chunk itself and starts the loop at once while the helper
+    projects the later chunks, each ready before the loop reaches it."""
+    out, lo, k = [], 0, 2
+    while lo < T:
+        out.append((lo, min(T, lo + k)))
+        lo, k = lo + k, 2 * k
+    return out
+
+
+def _even_chunks(T, n=8):
+    """Split range(T) into about ``n`` equal contiguous (lo, hi) chunks: backward hands each
+    to the helper as soon as its steps are done, so the helper starts early and the chunk left
+    for after the loop is small."""
     k = max(1, -(-T // n))
     return [(lo, min(T, lo + k)) for lo in range(0, T, k)]
 
@@ -138,12 +151,12 @@ def layer_functions(gates_forward, gates_backward):
         hg = np.empty((B, H4), dtype=x.dtype)
         h_prev, c_prev = h0, c0
         with _single_thread_blas():
-            first = _chunks(T)[0][1]
-            project(0, first)
-            rest = _spawn(project, first, T) if first < T else _Done()
+            parts = _chunks(T)
+            project(*parts[0])
+            ready = {lo: _spawn(project, lo, hi) for lo, hi in parts[1:]}
             for t in range(T):
-                if t == first:
-                    rest.result()
+                if t in ready:
+                    ready.pop(t).result()
                 np.matmul(h_prev, w_hh.T, out=hg)
                 gates_forward(xg[t], hg, c_prev, hs[t], cs[t], acts[t])
                 h_prev, c_prev = hs[t], cs[t]
@@ -174,7 +187,7 @@ def layer_functions(gates_forward, gates_backward):
 
         jobs = []
         with _single_thread_blas():
-            for lo, hi in reversed(_chunks(T)):
+            for lo, hi in reversed(_even_chunks(T)):
                 for t in range(hi - 1, lo - 1, -1):
                     gates_backward(grad_hs[t], dh_rec, dc, acts[t], cs[t - 1] if t else c0, cs[t], dz[t], dc_prev)
                     dc, dc_prev = dc_prev, dc
