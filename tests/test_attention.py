@@ -323,3 +323,33 @@ def test_numba_serial_and_parallel_builds_do_not_share_a_cache_entry():
         par, ser = getattr(nb._ops.parallel, name), getattr(nb._ops.serial, name)
         assert par.targetoptions.get("parallel") and not ser.targetoptions.get("parallel")
         assert par.py_func.__qualname__ != ser.py_func.__qualname__
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("b", FUSED)
+def test_works_in_a_forked_child(b, rng):
+    """The tiled driver's worker pool does not survive fork(): the child must start its own."""
+    import os
+    import time
+
+    q, k, v = _qkv(rng, np.float32, (4,), 70, 70, 8, 8)
+    old = fastnn.get_num_threads()
+    fastnn.set_num_threads(2)  # the thread-split path (B >= threads)
+    try:
+        with fastnn.use_backend(b):
+            y = F.scaled_dot_product_attention(q, k, v)
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                ok = np.array_equal(F.scaled_dot_product_attention(q, k, v), y)
+                os._exit(0 if ok else 1)
+    finally:
+        fastnn.set_num_threads(old)
+    for _ in range(200):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("attention hung in a forked child")

@@ -30,6 +30,7 @@ parts of the backward each accumulate their own grad_k/grad_v, summed at the end
 small to split runs as one part with the parallel kernels (``ops.parallel``). BLAS is never
 called inside a compiled parallel loop.
 """
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -58,6 +59,17 @@ def _scratch(buf, *shape):
 
 _pool = {}
 _lock = threading.Lock()
+
+
+def _reset_after_fork():
+    """A forked child inherits the pool objects but not their threads: start afresh."""
+    global _lock
+    _pool.clear()
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _executor(nth):
