@@ -59,13 +59,14 @@ def _scratch(buf, *shape):
 
 _pool = {}
 _lock = threading.Lock()
+_run_lock = threading.Lock()  # one split run at a time: the BLAS limit/restore is process-wide
 
 
 def _reset_after_fork():
     """A forked child inherits the pool objects but not their threads: start afresh."""
-    global _lock
+    global _lock, _run_lock
     _pool.clear()
-    _lock = threading.Lock()
+    _lock, _run_lock = threading.Lock(), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -100,7 +101,7 @@ def _parts(B, L, causal):
 def _run(body, ops, parts, args_of):
     """Run ``body(ops.serial, *part, *args_of(t))`` for each part, one thread each."""
     ex, ctl = _executor(len(parts))
-    with ctl.limit(limits=1, user_api="blas"):
+    with _run_lock, ctl.limit(limits=1, user_api="blas"):
         jobs = [ex.submit(body, ops.serial, *part, *args_of(t)) for t, part in enumerate(parts)]
         for job in jobs:
             job.result()
