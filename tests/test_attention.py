@@ -353,3 +353,41 @@ def test_works_in_a_forked_child(b, rng):
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail("attention hung in a forked child")
+
+
+@pytest.mark.parametrize("b", FUSED)
+def test_concurrent_callers(b, rng):
+    """Calls from several Python threads give the reference result and leave BLAS's
+    process-wide thread count as it was (the driver limits it to 1 during a split run)."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    q = rng.standard_normal((4, 40, 8)).astype(np.float32)
+    old = fastnn.get_num_threads()
+    fastnn.set_num_threads(2)
+    try:
+        before = blas_threads()
+        with fastnn.use_backend("reference"):
+            want = F.scaled_dot_product_attention(q, q, q)
+        bad = []
+
+        def work():
+            with fastnn.use_backend(b):
+                for _ in range(10):
+                    got = F.scaled_dot_product_attention(q, q, q)
+                    if not np.allclose(got, want, rtol=1e-4, atol=1e-5):
+                        bad.append(got)
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not bad
+        assert blas_threads() == before
+    finally:
+        fastnn.set_num_threads(old)
