@@ -1,9 +1,9 @@
 # cython: language_level=3
 """Cython LSTM layer: the NumPy driver (BLAS GEMMs via NumPy, never inside a ``prange``) with
-the gate maths fused into one OpenMP pass per step, as in the Numba backend.
-
-``float`` uses the single-precision libm (``expf``, ``tanhf``). Batches of fewer than
-``_SERIAL`` gate elements run on one thread (an OpenMP team costs more than they do).
+the gate maths fused into one kernel per step, as in the Numba backend: per row a few short
+loops over raw pointers, one transcendental each, which gcc vectorises (float32 ``exp``/
+``expm1`` are polynomials; float64 uses libm). Batches of fewer than ``_SERIAL`` cells run on
+one thread (an OpenMP team costs more than they do).
 """
 from cython.parallel cimport prange
 

@@ -1,11 +1,13 @@
 """Numba LSTM layer: the NumPy driver (BLAS GEMMs, called from Python, never inside a
-``prange``) with the gate maths fused into one parallel pass per step.
+``prange``) with the gate maths fused into one kernel per step.
 
 The NumPy gate pass walks the ``(B, 4H)`` gates about a dozen times (add, two sigmoids of
-several passes each, tanh, cell update, output); here each ``(b, j)`` reads its four
-pre-activations once and writes ``i, f, g, o``, ``c`` and ``h`` in registers. The backward
-gate pass likewise computes all four gate gradients and ``grad_c_prev`` in one sweep.
-Sigmoid is ``1/(1+e)`` or ``e/(1+e)`` with ``e = exp(-|z|)`` (no overflow, select not branch).
+several passes each, tanh, cell update, output) with temporaries; here one call per step does
+it row by row in a few short loops that stay in cache, each vectorised by LLVM (one
+transcendental per loop, every loop counting from 0, ``error_model="numpy"`` so that no
+zero-division branch blocks vectorisation). Backward computes all four gate gradients and
+``grad_c_prev`` in two such loops. Rows run in parallel (``prange``) only from ``_SERIAL``
+cells up; a step of a typical batch is faster on one thread than with a team.
 """
 import warnings
 
