@@ -24,7 +24,7 @@ BLAS team that must meet at a barrier after every one of them made steps 10x slo
 import numpy as np
 
 from . import _random
-from .kernels.lstm.numpy_impl import _single_thread_blas
+from .kernels._threads import single_thread_blas
 from ._validate import float_array, labels, positive_int
 from .nn import AdditiveAttention, Dropout, Embedding, Linear, LSTM, Module, no_grad
 
@@ -199,7 +199,7 @@ class Seq2Seq(Module):
         T, B = trg.shape
         outputs = np.zeros((T, B, self.decoder.output_dim), dtype=self.dtype)
         inp = trg[0]
-        with _single_thread_blas():  # see the module docstring (Speed)
+        with single_thread_blas():  # see the module docstring (Speed)
             for t in range(1, T):
                 out, hidden, cell = self.decoder(inp, hidden, cell, enc, mask, keys)
                 outputs[t] = out
@@ -217,7 +217,7 @@ class Seq2Seq(Module):
         g = g.astype(self.dtype, copy=False)
         gh = gc = None
         g_enc = g_keys = 0
-        with _single_thread_blas():
+        with single_thread_blas():
             for t in range(T - 1, 0, -1):
                 gh, gc, ge, gk = self.decoder.backward(g[t], gh, gc)
                 g_enc = g_enc + ge

@@ -37,4 +37,6 @@ from .conv import (
     max_pool2d_backward,
 )
 
-__all__ = [n for n in dir() if not n.startswith("_") and n not in ("dense", "conv")]
+import types as _types
+
+__all__ = [n for n, v in list(globals().items()) if not n.startswith("_") and not isinstance(v, _types.ModuleType)]

@@ -30,14 +30,11 @@ parts of the backward each accumulate their own grad_k/grad_v, summed at the end
 small to split runs as one part with the parallel kernels (``ops.parallel``). BLAS is never
 called inside a compiled parallel loop.
 """
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from fastnn._config import get_num_threads
+
+from .._threads import executor, single_thread_blas
 
 BUDGET = 1 << 20  # bytes of one score scratch buffer (L2-sized)
 TILE = 256        # keys per tile (256 vs 128: ~5% faster on the L=S=8192 forward)
@@ -57,32 +54,6 @@ def _scratch(buf, *shape):
     return buf[: int(np.prod(shape))].reshape(shape)
 
 
-_pool = {}
-_lock = threading.Lock()
-_run_lock = threading.Lock()  # one split run at a time: the BLAS limit/restore is process-wide
-
-
-def _reset_after_fork():
-    """A forked child inherits the pool objects but not their threads: start afresh."""
-    global _lock, _run_lock
-    _pool.clear()
-    _lock, _run_lock = threading.Lock(), threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def _executor(nth):
-    with _lock:
-        if "ctl" not in _pool:
-            _pool["ctl"] = ThreadpoolController()
-        ex = _pool.get(nth)
-        if ex is None:
-            ex = _pool[nth] = ThreadPoolExecutor(nth, thread_name_prefix="fastnn-attention")
-    return ex, _pool["ctl"]
-
-
 def _parts(B, L, causal):
     """[(b0, b1, r0, r1)] work parts, one per thread, or None to run as one part."""
     nth = get_num_threads()
@@ -100,8 +71,8 @@ def _parts(B, L, causal):
 
 def _run(body, ops, parts, args_of):
     """Run ``body(ops.serial, *part, *args_of(t))`` for each part, one thread each."""
-    ex, ctl = _executor(len(parts))
-    with _run_lock, ctl.limit(limits=1, user_api="blas"):
+    ex = executor(len(parts), "attention")
+    with single_thread_blas():
         jobs = [ex.submit(body, ops.serial, *part, *args_of(t)) for t, part in enumerate(parts)]
         for job in jobs:
             job.result()

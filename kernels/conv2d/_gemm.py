@@ -29,51 +29,14 @@ images with ``cols`` under ``COL_BYTES / threads``; the backward adds a ``(K, C/
 partial ``grad_w`` per thread. It does not grow with the batch.
 """
 import itertools
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from fastnn._config import get_num_threads
 
+from .._threads import executor, single_thread_blas
+
 from . import choose_chunk
-
-_pool = None
-_pool_size = 0
-_blas = None
-
-
-def _forget_pool():
-    # a forked child inherits the executor object but not its threads: start a new one there
-    global _pool, _pool_size, _blas
-    _pool, _pool_size, _blas = None, 0, None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _blas_libs():
-    global _blas
-    if _blas is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
-    return _blas
-
-
-class _OneBlasThread:
-    def __enter__(self):
-        self.saved = [(c, c.num_threads) for c in _blas_libs()]
-        for c, n in self.saved:
-            if n != 1:
-                c.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        for c, n in self.saved:
-            if n != 1:
-                c.set_num_threads(n)
-
 
 def _run(fn, N, step):
     """Run ``fn(n0, n1)`` over the batch in chunks of ``step`` images on ``nt`` threads.
@@ -81,7 +44,6 @@ def _run(fn, N, step):
     Chunks are handed out dynamically (a shared counter): a thread that the OS delays does
     fewer chunks instead of making the others wait at the end. Returns each thread's result.
     """
-    global _pool, _pool_size
     chunks = [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
     nt = max(1, min(get_num_threads(), len(chunks)))
     ticket = itertools.count()  # next() is atomic under the GIL
@@ -94,15 +56,11 @@ def _run(fn, N, step):
             state = fn(*chunks[t], state)
         return state
 
-    with _OneBlasThread():
+    with single_thread_blas():
         if nt == 1:
             return [worker()]
-        if _pool is None or _pool_size < nt:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=nt, thread_name_prefix="fastnn-conv")
-            _pool_size = nt
-        futures = [_pool.submit(worker) for _ in range(nt - 1)]
+        pool = executor(nt - 1, "conv")
+        futures = [pool.submit(worker) for _ in range(nt - 1)]
         first = worker()  # this thread works too
         return [first] + [f.result() for f in futures]
 

@@ -16,32 +16,12 @@ machine one descheduled worker stalls the step for a scheduler tick. The time lo
 runs BLAS on one thread; the big all-steps GEMMs before and after it use every thread.
 """
 import threading
-from contextlib import contextmanager
 
 import numpy as np
 
+from .._threads import executor, single_thread_blas
+
 from .reference import _sigmoid
-
-_blas_libs = None
-
-
-@contextmanager
-def _single_thread_blas():
-    """BLAS on one thread inside the block (a ctypes call to set it, ~1 us; restored after)."""
-    global _blas_libs
-    if _blas_libs is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas_libs = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
-    prev = [c.get_num_threads() for c in _blas_libs]
-    for c in _blas_libs:
-        c.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for c, n in zip(_blas_libs, prev):
-            c.set_num_threads(n)
-
 
 def lstm_gates_forward(xg, hg, c_prev, h, c, act):
     H = c.shape[1]
@@ -68,7 +48,6 @@ def lstm_gates_backward(grad_h, grad_h_rec, grad_c, act, c_prev, c, grad_gates, 
     np.multiply(dc, f, out=grad_c_prev)
 
 
-_pool = None
 _scratch = threading.local()
 
 
@@ -97,17 +76,12 @@ def _spawn(fn, *args):
     Jobs run one at a time in submission order, so accumulations into one array never race.
     NumPy releases the GIL inside BLAS, so a job's GEMM runs beside the caller's time loop.
     """
-    global _pool
     from fastnn._config import get_num_threads
 
     if get_num_threads() < 2:
         fn(*args)
         return _Done()
-    if _pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastnn-lstm")
-    return _pool.submit(fn, *args)
+    return executor(1, "lstm").submit(fn, *args)
 
 
 def _chunks(T):
@@ -157,7 +131,7 @@ def layer_functions(gates_forward, gates_backward):
         else:
             w_hh_t = w_hh.T
         h_prev, c_prev = h0, c0
-        with _single_thread_blas():
+        with single_thread_blas():
             parts = _chunks(T)
             project(*parts[0])
             ready = {lo: _spawn(project, lo, hi) for lo, hi in parts[1:]}
@@ -193,7 +167,7 @@ def layer_functions(gates_forward, gates_backward):
                 np.matmul(d, w_ih, out=grad_x[lo:hi].reshape(-1, I))
 
         jobs = []
-        with _single_thread_blas():
+        with single_thread_blas():
             for lo, hi in reversed(_even_chunks(T)):
                 for t in range(hi - 1, lo - 1, -1):
                     gates_backward(grad_hs[t], dh_rec, dc, acts[t], cs[t - 1] if t else c0, cs[t], dz[t], dc_prev)
