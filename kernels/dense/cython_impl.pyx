@@ -134,19 +134,34 @@ cdef inline floating _row_max(const floating[:, ::1] x, Py_ssize_t i) noexcept n
     return m
 
 
+cdef inline void _scaled_softmax_row(const floating[:, ::1] x, Py_ssize_t i, floating[:, ::1] out,
+                                     double scale) noexcept nogil:
+    """out[i] = scale * softmax(x[i]): max, sum of exponentials, output (one row, in cache)."""
+    cdef Py_ssize_t j, c = x.shape[1]
+    cdef floating m = _row_max(x, i)
+    cdef double s = 0
+    for j in range(c):
+        out[i, j] = _exp(x[i, j] - m)
+        s += out[i, j]
+    s = scale / s
+    for j in range(c):
+        out[i, j] = <floating>(out[i, j] * s)
+
+
+cdef inline double _logsumexp_row(const floating[:, ::1] x, Py_ssize_t i) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating m = _row_max(x, i)
+    cdef double s = 0
+    for j in range(x.shape[1]):
+        s += _exp(x[i, j] - m)
+    return m + log(s)
+
+
 def softmax_forward(const floating[:, ::1] x, floating[:, ::1] out):
-    cdef Py_ssize_t i, j, n = x.shape[0], c = x.shape[1]
-    cdef floating m
-    cdef double s
-    cdef int nt = _threads(n * c)
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef int nt = _threads(n * x.shape[1])
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        m = _row_max(x, i)
-        s = 0
-        for j in range(c):
-            out[i, j] = _exp(x[i, j] - m)
-            s = s + out[i, j]
-        for j in range(c):
-            out[i, j] = <floating>(out[i, j] / s)
+        _scaled_softmax_row(x, i, out, 1.0)
 
 
 def softmax_backward(const floating[:, ::1] grad_out, const floating[:, ::1] y, floating[:, ::1] out):
@@ -163,15 +178,10 @@ def softmax_backward(const floating[:, ::1] grad_out, const floating[:, ::1] y, 
 
 def log_softmax_forward(const floating[:, ::1] x, floating[:, ::1] out):
     cdef Py_ssize_t i, j, n = x.shape[0], c = x.shape[1]
-    cdef floating m
-    cdef double s, lse
+    cdef double lse
     cdef int nt = _threads(n * c)
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        m = _row_max(x, i)
-        s = 0
-        for j in range(c):
-            s = s + _exp(x[i, j] - m)
-        lse = m + log(s)
+        lse = _logsumexp_row(x, i)
         for j in range(c):
             out[i, j] = <floating>(x[i, j] - lse)
 
@@ -189,33 +199,19 @@ def log_softmax_backward(const floating[:, ::1] grad_out, const floating[:, ::1]
 
 
 def cross_entropy_forward(const floating[:, ::1] logits, const int64_t[::1] target, floating[::1] losses):
-    cdef Py_ssize_t i, j, n = logits.shape[0], c = logits.shape[1]
-    cdef floating m
-    cdef double s
-    cdef int nt = _threads(n * c)
+    cdef Py_ssize_t i, n = logits.shape[0]
+    cdef int nt = _threads(n * logits.shape[1])
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        m = _row_max(logits, i)
-        s = 0
-        for j in range(c):
-            s = s + _exp(logits[i, j] - m)
-        losses[i] = <floating>(m + log(s) - logits[i, target[i]])
+        losses[i] = <floating>(_logsumexp_row(logits, i) - logits[i, target[i]])
 
 
 def cross_entropy_backward(const floating[:, ::1] logits, const int64_t[::1] target, double scale,
                            floating[:, ::1] out):
-    cdef Py_ssize_t i, j, n = logits.shape[0], c = logits.shape[1]
-    cdef floating m
-    cdef double s
-    cdef int nt = _threads(n * c)
+    # (softmax - onehot) * scale, without building the one-hot matrix
+    cdef Py_ssize_t i, n = logits.shape[0]
+    cdef int nt = _threads(n * logits.shape[1])
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        m = _row_max(logits, i)
-        s = 0
-        for j in range(c):
-            out[i, j] = _exp(logits[i, j] - m)
-            s = s + out[i, j]
-        s = scale / s
-        for j in range(c):
-            out[i, j] = <floating>(out[i, j] * s)
+        _scaled_softmax_row(logits, i, out, scale)
         out[i, target[i]] -= <floating>scale
 
 

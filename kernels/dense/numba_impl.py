@@ -97,21 +97,39 @@ def tanh_backward(grad_out, y, out):
         out[i] = grad_out[i] * (1 - y[i] * y[i])
 
 
+@njit(inline="always", fastmath=FASTMATH)
+def _scaled_softmax_row(x, i, out, scale):
+    """out[i] = scale * softmax(x[i]): max, sum of exponentials, output (one row, in cache)."""
+    c = x.shape[1]
+    m = x[i, 0]
+    for j in range(1, c):
+        m = max(m, x[i, j])
+    s = 0.0
+    for j in range(c):
+        e = np.exp(x[i, j] - m)
+        out[i, j] = e
+        s += e
+    inv = scale / s
+    for j in range(c):
+        out[i, j] *= inv
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _logsumexp_row(x, i):
+    c = x.shape[1]
+    m = x[i, 0]
+    for j in range(1, c):
+        m = max(m, x[i, j])
+    s = 0.0
+    for j in range(c):
+        s += np.exp(x[i, j] - m)
+    return m + np.log(s)
+
+
 @njit(**_jit)
 def softmax_forward(x, out):
-    n, c = x.shape
-    for i in prange(n):
-        m = x[i, 0]
-        for j in range(1, c):
-            m = max(m, x[i, j])
-        s = 0.0
-        for j in range(c):
-            e = np.exp(x[i, j] - m)
-            out[i, j] = e
-            s += e
-        inv = 1 / s
-        for j in range(c):
-            out[i, j] *= inv
+    for i in prange(x.shape[0]):
+        _scaled_softmax_row(x, i, out, 1.0)
 
 
 @njit(**_jit)
@@ -127,16 +145,9 @@ def softmax_backward(grad_out, y, out):
 
 @njit(**_jit)
 def log_softmax_forward(x, out):
-    n, c = x.shape
-    for i in prange(n):
-        m = x[i, 0]
-        for j in range(1, c):
-            m = max(m, x[i, j])
-        s = 0.0
-        for j in range(c):
-            s += np.exp(x[i, j] - m)
-        lse = m + np.log(s)
-        for j in range(c):
+    for i in prange(x.shape[0]):
+        lse = _logsumexp_row(x, i)
+        for j in range(x.shape[1]):
             out[i, j] = x[i, j] - lse
 
 
@@ -153,32 +164,15 @@ def log_softmax_backward(grad_out, y, out):
 
 @njit(**_jit)
 def cross_entropy_forward(logits, target, losses):
-    n, c = logits.shape
-    for i in prange(n):
-        m = logits[i, 0]
-        for j in range(1, c):
-            m = max(m, logits[i, j])
-        s = 0.0
-        for j in range(c):
-            s += np.exp(logits[i, j] - m)
-        losses[i] = m + np.log(s) - logits[i, target[i]]
+    for i in prange(logits.shape[0]):
+        losses[i] = _logsumexp_row(logits, i) - logits[i, target[i]]
 
 
 @njit(**_jit)
 def cross_entropy_backward(logits, target, scale, out):
-    n, c = logits.shape
-    for i in prange(n):
-        m = logits[i, 0]
-        for j in range(1, c):
-            m = max(m, logits[i, j])
-        s = 0.0
-        for j in range(c):
-            e = np.exp(logits[i, j] - m)
-            out[i, j] = e
-            s += e
-        inv = scale / s
-        for j in range(c):
-            out[i, j] *= inv
+    # (softmax - onehot) * scale, without building the one-hot matrix
+    for i in prange(logits.shape[0]):
+        _scaled_softmax_row(logits, i, out, scale)
         out[i, target[i]] -= scale
 
 
