@@ -98,12 +98,18 @@ def tanh_backward(grad_out, y, out):
 
 
 @njit(inline="always", fastmath=FASTMATH)
+def _row_max(x, i):
+    m = x[i, 0]
+    for j in range(1, x.shape[1]):
+        m = max(m, x[i, j])
+    return m
+
+
+@njit(inline="always", fastmath=FASTMATH)
 def _scaled_softmax_row(x, i, out, scale):
     """out[i] = scale * softmax(x[i]): max, sum of exponentials, output (one row, in cache)."""
     c = x.shape[1]
-    m = x[i, 0]
-    for j in range(1, c):
-        m = max(m, x[i, j])
+    m = _row_max(x, i)
     s = 0.0
     for j in range(c):
         e = np.exp(x[i, j] - m)
@@ -116,12 +122,9 @@ def _scaled_softmax_row(x, i, out, scale):
 
 @njit(inline="always", fastmath=FASTMATH)
 def _logsumexp_row(x, i):
-    c = x.shape[1]
-    m = x[i, 0]
-    for j in range(1, c):
-        m = max(m, x[i, j])
+    m = _row_max(x, i)
     s = 0.0
-    for j in range(c):
+    for j in range(x.shape[1]):
         s += np.exp(x[i, j] - m)
     return m + np.log(s)
 
