@@ -157,18 +157,22 @@ class MultiheadAttention(Module):
             return x[:, None], 1, x.shape[0]
         return (x, x.shape[0], x.shape[1]) if self.batch_first else (x, x.shape[1], x.shape[0])
 
-    def _split(self, y, N, n, batched):
-        """(..., E) projection in the module's layout -> C-contiguous heads (N, H, n, head_dim)."""
+    def _split(self, y, N, n, batched, parts=1):
+        """(..., parts*E) projection in the module's layout -> C-contiguous heads
+        (parts, N, H, n, head_dim), in one copy (``parts=3``: the packed q, k, v of self-attention)."""
         bf = self.batch_first and batched
-        t = y.reshape(((N, n) if bf else (n, N)) + (self.num_heads, self.head_dim))
-        return np.ascontiguousarray(t.transpose((0, 2, 1, 3) if bf else (1, 2, 0, 3)))
+        t = y.reshape(((N, n) if bf else (n, N)) + (parts, self.num_heads, self.head_dim))
+        return np.ascontiguousarray(t.transpose((2, 0, 3, 1, 4) if bf else (2, 1, 3, 0, 4)))
 
-    def _merge(self, t4, batched):
-        """Heads (N, H, n, head_dim) -> (n, N, E) or (N, n, E), the module's layout, C-contiguous."""
-        N, H, n, hd = t4.shape
-        if self.batch_first and batched:
-            return np.ascontiguousarray(t4.transpose(0, 2, 1, 3)).reshape(N, n, H * hd)
-        return np.ascontiguousarray(t4.transpose(2, 0, 1, 3)).reshape(n, N, H * hd)
+    def _merge(self, heads, batched):
+        """Head arrays (N, H, n, head_dim) -> one C-contiguous (n, N, k*E) or (N, n, k*E) array
+        (the module's layout), the k arrays side by side along the features."""
+        N, H, n, hd = heads[0].shape
+        bf = self.batch_first and batched
+        out = np.empty(((N, n) if bf else (n, N)) + (len(heads), H, hd), heads[0].dtype)
+        for i, t in enumerate(heads):
+            out[:, :, i] = t.transpose((0, 2, 1, 3) if bf else (2, 0, 1, 3))
+        return out.reshape(out.shape[:2] + (len(heads) * H * hd,))
 
     def _mask(self, m, name, shapes):
         """``m`` (bool True = masked, or float) as an additive mask in the module dtype."""
@@ -216,13 +220,13 @@ class MultiheadAttention(Module):
         if is_causal and key_padding_mask is None and not need_weights:
             causal, mask = True, None
 
-        (wq, wk, wv), (bq, bk, bv) = self._weights()
-        if self_attn:  # one GEMM with the packed weight
-            qkv = F.linear(x_q, self.in_proj_weight.data, None if self.in_proj_bias is None else self.in_proj_bias.data)
-            q, k, v = qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
+        if self_attn:  # one GEMM with the packed weight, one copy into heads
+            b = None if self.in_proj_bias is None else self.in_proj_bias.data
+            q4, k4, v4 = self._split(F.linear(x_q, self.in_proj_weight.data, b), N, L, batched, parts=3)
         else:
-            q, k, v = F.linear(x_q, wq, bq), F.linear(x_k, wk, bk), F.linear(x_v, wv, bv)
-        q4, k4, v4 = (self._split(t, N, n, batched) for t, n in ((q, L), (k, S), (v, S)))
+            (wq, wk, wv), (bq, bk, bv) = self._weights()
+            q4, k4, v4 = (self._split(F.linear(x, w, b), N, n, batched)[0]
+                          for x, w, b, n in ((x_q, wq, bq, L), (x_k, wk, bk, S), (x_v, wv, bv, S)))
         w = drop = wd = None
         if self.training and self.dropout > 0:  # unfused: dropout acts on the weights themselves
             w = F.attention_weights(q4, k4, mask, causal)
@@ -230,7 +234,7 @@ class MultiheadAttention(Module):
             o4, lse = np.matmul(wd, v4), None
         else:
             o4, lse = F.scaled_dot_product_attention(q4, k4, v4, mask, causal, return_lse=True)
-        y = self.out_proj(self._merge(o4, batched))
+        y = self.out_proj(self._merge((o4,), batched))
         weights = None
         if need_weights:  # after dropout, as torch returns them
             weights = wd if wd is not None else F.attention_weights(q4, k4, mask, causal)
@@ -249,8 +253,7 @@ class MultiheadAttention(Module):
         want = ((N, L, E) if self.batch_first else (L, N, E)) if batched else (L, E)
         if g.shape != want:
             raise ValueError(f"grad_output: expected shape {want}, got {g.shape}")
-        go = self.out_proj.backward(g if batched else g[:, None])
-        g4 = self._split(go, N, L, batched)
+        g4 = self._split(self.out_proj.backward(g if batched else g[:, None]), N, L, batched)[0]
         if drop is None:
             gq4, gk4, gv4 = F.scaled_dot_product_attention_backward(g4, q4, k4, v4, mask, causal, out=o4, lse=lse)
         else:  # o = (w * drop) @ v, w = softmax(q @ k.T / sqrt(d) + mask)
@@ -258,21 +261,33 @@ class MultiheadAttention(Module):
             gw = F.dropout_backward(np.matmul(g4, v4.transpose(0, 1, 3, 2)), drop)
             gs = F.softmax_backward(gw, w) * self.dtype.type(1 / math.sqrt(hd))
             gq4, gk4 = np.matmul(gs, k4), np.matmul(gs.transpose(0, 1, 3, 2), q4)
-        (wq, wk, wv), _ = self._weights()
-        grads, gws, gbs = [], [], []
-        for g_h, x, w in ((gq4, x_q, wq), (gk4, x_k, wk), (gv4, x_v, wv)):
-            gx, gw, gb = F.linear_backward(self._merge(g_h, batched), x, w)
-            grads.append(gx if batched else gx[:, 0])
-            gws.append(gw)
-            gbs.append(gb)
+        # drop the saved heads before the input projections: the allocator reuses their pages
+        # for what follows instead of growing the heap (mha benchmark: 5.9k -> 2.3-2.8k page
+        # faults per step)
+        del q4, k4, v4, o4, lse, w, drop, g4
+        ws, _ = self._weights()
+        if self._qkv_same_embed_dim and x_q is x_k and x_k is x_v:
+            # self-attention: the packed gradient (n, N, 3E) gives the packed weight's gradient
+            # in one GEMM; each role's input gradient is its column block times its weight
+            # block (a strided view: BLAS takes it without a copy)
+            gp = self._merge((gq4, gk4, gv4), batched)
+            del gq4, gk4, gv4
+            _, gw, gb = F.linear_backward(gp, x_q, self.in_proj_weight.data, need_input_grad=False)
+            gp2 = gp.reshape(-1, 3 * E)
+            grads = [np.matmul(gp2[:, i * E:(i + 1) * E], w).reshape(x_q.shape) for i, w in enumerate(ws)]
+            gws = [gw]
+        else:
+            grads, gws, gbs = zip(*(F.linear_backward(self._merge((g_h,), batched), x, w)
+                                    for g_h, x, w in zip((gq4, gk4, gv4), (x_q, x_k, x_v), ws)))
+            gb = np.concatenate(gbs)
         if self._qkv_same_embed_dim:
-            self.in_proj_weight.accumulate(np.concatenate(gws))
+            self.in_proj_weight.accumulate(gws[0] if len(gws) == 1 else np.concatenate(gws))
         else:
             for p, gw in zip((self.q_proj_weight, self.k_proj_weight, self.v_proj_weight), gws):
                 p.accumulate(gw)
         if self.in_proj_bias is not None:
-            self.in_proj_bias.accumulate(np.concatenate(gbs))
-        return tuple(grads)
+            self.in_proj_bias.accumulate(gb)
+        return tuple(gx if batched else gx[:, 0] for gx in grads)
 
     def extra_repr(self):
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, kdim={self.kdim}, vdim={self.vdim}, "
