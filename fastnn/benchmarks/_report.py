@@ -96,7 +96,7 @@ def run(ops=None, quick=False, threads=None, progress=True, impls=None):
     threads = threads or fastnn.get_num_threads()
     have_torch = importlib.util.find_spec("torch") is not None
     impls = [i for i in (impls or FASTNN_IMPLS + ("torch",)) if i != "torch" or have_torch]
-    min_time, max_rounds = (0.1, 10) if quick else (0.5, 100)
+    min_time, max_rounds = (0.1, 10) if quick else (2.0, 200)
     # which workload each impl runs (slow rungs run the small shape)
     plan = {i: [] for i in impls}
     for n in names:
