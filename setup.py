@@ -55,10 +55,20 @@ for pyx in sorted(glob.glob(os.path.join("kernels", "*", "cython_impl.pyx"))):
         )
     )
 
+# Generated C goes under build/, one folder per mode; switching mode regenerates it (and so
+# relinks every extension), so a checked build never silently reuses release C or vice versa.
+MODE = "checked" if CHECKED else "release"
+_mode_file = os.path.join("build", "cython-mode")
+_previous = open(_mode_file).read().strip() if os.path.exists(_mode_file) else None
+os.makedirs("build", exist_ok=True)
+with open(_mode_file, "w") as f:
+    f.write(MODE)
+
 setup(
     packages=["fastnn", "fastnn.functional", "fastnn.nn", "fastnn.benchmarks", "fastnn.kernels"]
     + [f"fastnn.kernels.{os.path.basename(d)}" for d in sorted(glob.glob("kernels/*/")) if os.path.exists(os.path.join(d, "__init__.py"))],
     package_dir={"fastnn": "fastnn", "fastnn.kernels": "kernels"},
-    ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, quiet=True),
+    ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, quiet=True,
+                          build_dir=os.path.join("build", f"cython-{MODE}"), force=_previous != MODE),
     zip_safe=False,
 )
