@@ -65,7 +65,7 @@ def labels(t, name, n, length=None):
         except (ValueError, TypeError) as e:
             raise TypeError(f"{name}: expected an integer array, got {type(t).__name__} ({e})") from None
     if t.dtype == np.bool_ or not np.issubdtype(t.dtype, np.integer):
-        raise TypeError(f"{name}: expected an integer array of class indices, got dtype {t.dtype}")
+        raise TypeError(f"{name}: expected an integer array of indices, got dtype {t.dtype}")
     if length is not None and t.shape != (length,):
         raise ValueError(f"{name}: expected shape ({length},), got {t.shape}")
     if t.size:
