@@ -21,6 +21,7 @@ measurements on a 2-core machine (see ``docs/performance.md``). A backend that i
 available (Cython extension not built, Numba missing) falls back to ``numpy``.
 """
 import importlib
+import importlib.util
 import os
 import threading
 from contextlib import contextmanager

@@ -101,3 +101,11 @@ def test_torch_is_not_imported():
              "fastnn.functional.relu(np.ones(3)); print('torch' in sys.modules)")
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "False"
+
+
+def test_backends_in_a_bare_interpreter():
+    # importlib.util is not preloaded outside an editable install: fastnn must import it itself
+    p = _run("import importlib, sys; sys.modules.pop('importlib.util', None); delattr(importlib, 'util'); "
+             "import fastnn; print(fastnn.backends())")
+    assert p.returncode == 0, p.stderr
+    assert "numpy" in p.stdout
