@@ -66,7 +66,7 @@ with open(_mode_file, "w") as f:
 
 setup(
     packages=["fastnn", "fastnn.functional", "fastnn.nn", "fastnn.benchmarks", "fastnn.kernels"]
-    + [f"fastnn.kernels.{os.path.basename(d)}" for d in sorted(glob.glob("kernels/*/")) if os.path.exists(os.path.join(d, "__init__.py"))],
+    + [f"fastnn.kernels.{os.path.basename(os.path.dirname(init))}" for init in sorted(glob.glob("kernels/*/__init__.py"))],
     package_dir={"fastnn": "fastnn", "fastnn.kernels": "kernels"},
     ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, quiet=True,
                           build_dir=os.path.join("build", f"cython-{MODE}"), force=_previous != MODE),
