@@ -63,7 +63,7 @@ def fit(model, opt, train, test, epochs, batch_size, seed=0, progress=True, log=
             running = loss if running is None else 0.95 * running + 0.05 * loss
             if k % 20 == 0:
                 elapsed = time.perf_counter() - t0
-                bar.set_postfix(loss=f"{running:.4f}", samples_s=f"{(i + len(idx)) / max(elapsed, 1e-9):,.0f}")
+                bar.set_postfix(loss=f"{running:.4f}", samples_s=f"{(i + len(idx)) / max(elapsed, 1e-9):,.0f}", refresh=False)
         dt = time.perf_counter() - t0
         acc = evaluate(model, *test)
         log(f"epoch {epoch}: loss {running:.4f}, {dt:.1f} s ({n / dt:,.0f} samples/s), test accuracy {acc * 100:.2f}%")
@@ -198,7 +198,7 @@ def train_seq2seq(epochs=3, batch_size=64, lr=3e-3, seed=0, limit=None, progress
             running = loss if running is None else 0.95 * running + 0.05 * loss
             if k % 20 == 0:
                 elapsed = time.perf_counter() - t0
-                bar.set_postfix(loss=f"{running:.4f}", seqs_s=f"{(i + src.shape[1]) / max(elapsed, 1e-9):,.0f}")
+                bar.set_postfix(loss=f"{running:.4f}", seqs_s=f"{(i + src.shape[1]) / max(elapsed, 1e-9):,.0f}", refresh=False)
         dt = time.perf_counter() - t0
         acc = sequence_accuracy(model, val)
         log(f"epoch {epoch}: loss {running:.4f}, {dt:.1f} s ({n / dt:,.0f} sequences/s), "
