@@ -63,6 +63,27 @@ def workload(name, op, shape, flops, dtype="float32", impls=FASTNN_IMPLS + ("tor
     return deco
 
 
+def train_step(impl, model, x, y, lr=1e-3):
+    """A closure for one Adam training step (forward, cross-entropy, backward, update) of
+    ``model``: a torch module when ``impl == "torch"``, else a fastnn module."""
+    if impl == "torch":
+        import torch
+
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+        def step():
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xt), yt).backward()
+            opt.step()
+
+        return step
+    from .. import optim, train
+
+    opt = optim.Adam(model.parameters(), lr=lr)
+    return lambda: train.train_step(model, opt, x, y)
+
+
 def _load_all():
     for mod in pkgutil.iter_modules(__path__):
         if not mod.name.startswith("_"):

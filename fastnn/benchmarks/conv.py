@@ -6,7 +6,7 @@ over output positions, vectorised over batch and channels, so it finishes in abo
 """
 import numpy as np
 
-from . import FASTNN_IMPLS, workload
+from . import FASTNN_IMPLS, train_step, workload
 
 CONV_SHAPES = {
     # name: (N, C, H, W, K, k, pad)
@@ -108,20 +108,9 @@ def cnn_step(impl):
         import torch
 
         tnn = torch.nn
-        m = tnn.Sequential(tnn.Conv2d(1, 32, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
-                           tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
-                           tnn.Flatten(), tnn.Linear(64 * 7 * 7, 10))
-        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        return train_step(impl, tnn.Sequential(tnn.Conv2d(1, 32, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
+                                               tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
+                                               tnn.Flatten(), tnn.Linear(64 * 7 * 7, 10)), x, y)
+    from .. import train
 
-        def step():
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(m(xt), yt).backward()
-            opt.step()
-
-        return step
-    from .. import optim, train
-
-    m = train.cnn(rng=rng)
-    opt = optim.Adam(m.parameters(), lr=1e-3)
-    return lambda: train.train_step(m, opt, x, y)
+    return train_step(impl, train.cnn(rng=rng), x, y)

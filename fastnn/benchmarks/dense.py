@@ -1,7 +1,7 @@
 """Dense workloads: the seed's MLP train step (issue: foundation)."""
 import numpy as np
 
-from . import workload
+from . import train_step, workload
 
 MLP_SIZES = (784, 256, 256, 10)
 BATCH = 64
@@ -24,19 +24,9 @@ def mlp_step(impl):
     if impl == "torch":
         import torch
 
-        m = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.Sigmoid(), torch.nn.Linear(256, 256),
-                                torch.nn.Sigmoid(), torch.nn.Linear(256, 10))
-        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        tnn = torch.nn
+        return train_step(impl, tnn.Sequential(tnn.Linear(784, 256), tnn.Sigmoid(), tnn.Linear(256, 256),
+                                               tnn.Sigmoid(), tnn.Linear(256, 10)), x, y)
+    from .. import train
 
-        def step():
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(m(xt), yt).backward()
-            opt.step()
-
-        return step
-    from .. import optim, train
-
-    m = train.mlp(rng=rng)
-    opt = optim.Adam(m.parameters(), lr=1e-3)
-    return lambda: train.train_step(m, opt, x, y)
+    return train_step(impl, train.mlp(rng=rng), x, y)

@@ -36,7 +36,7 @@ from fastnn._config import get_num_threads
 
 from .._threads import executor, single_thread_blas
 
-from . import choose_chunk
+from . import choose_chunk, choose_strategy
 
 def _run(fn, N, step):
     """Run ``fn(n0, n1)`` over the batch in chunks of ``step`` images on ``nt`` threads.
@@ -130,3 +130,34 @@ def backward(ops, grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilat
         grad_b[...] = parts[0][3]
         for p in parts[1:]:
             grad_b += p[3]
+
+
+def entry_points(ops):
+    """``(conv2d_forward, conv2d_backward)`` of a compiled backend.
+
+    :func:`choose_strategy` picks, per call, this driver (with ``ops``' serial im2col loops) or
+    ``ops``' parallel direct loops: ``direct_forward``, ``direct_grad_w``, ``direct_grad_x``
+    and ``bias_grad`` (over ``grad_out`` viewed as ``(N, K, OH*OW)``).
+    """
+
+    def conv2d_forward(x, w, b, out, stride, padding, dilation, groups):
+        K, cg, kh, kw = w.shape
+        if choose_strategy(cg, kh, kw, K // groups) == "im2col":
+            return forward(ops, x, w, b, out, stride, padding, dilation, groups)
+        has_bias = b is not None
+        ops.direct_forward(x, w, b if has_bias else np.zeros(1, x.dtype), out, stride[0], stride[1], padding[0],
+                           padding[2], dilation[0], dilation[1], groups, has_bias)
+
+    def conv2d_backward(grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups):
+        K, cg, kh, kw = w.shape
+        if choose_strategy(cg, kh, kw, K // groups) == "im2col":
+            return backward(ops, grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups)
+        geo = (stride[0], stride[1], padding[0], padding[2], dilation[0], dilation[1], groups)
+        ops.direct_grad_w(grad_out, x, grad_w, *geo)
+        if grad_b is not None:
+            N, K = grad_out.shape[:2]
+            ops.bias_grad(grad_out.reshape(N, K, -1), grad_b)
+        if grad_x is not None:
+            ops.direct_grad_x(grad_out, w, grad_x, *geo)
+
+    return conv2d_forward, conv2d_backward

@@ -12,12 +12,11 @@
 Inputs are ``const`` typed memoryviews (read-only arrays work); accumulations of ``grad_w``
 and ``grad_b`` are in double.
 """
-import numpy as np
 from cython.parallel cimport prange
 
 from fastnn._config import get_num_threads
 
-from . import _gemm, choose_strategy
+from . import _gemm
 
 ctypedef fused floating:
     float
@@ -254,25 +253,10 @@ class _Ops:
     col2im = staticmethod(_col2im)
     gemm_to_nchw = staticmethod(_gemm_to_nchw)
     nchw_to_gemm = staticmethod(_nchw_to_gemm)
+    direct_forward = staticmethod(_direct_forward)
+    direct_grad_w = staticmethod(_direct_grad_w)
+    direct_grad_x = staticmethod(_direct_grad_x)
+    bias_grad = staticmethod(_bias_grad)
 
 
-def conv2d_forward(x, w, b, out, stride, padding, dilation, groups):
-    K, cg, kh, kw = w.shape
-    if choose_strategy(cg, kh, kw, K // groups) == "im2col":
-        return _gemm.forward(_Ops, x, w, b, out, stride, padding, dilation, groups)
-    has_bias = b is not None
-    _direct_forward(x, w, b if has_bias else np.zeros(1, x.dtype), out, stride[0], stride[1], padding[0],
-                    padding[2], dilation[0], dilation[1], groups, has_bias)
-
-
-def conv2d_backward(grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups):
-    K, cg, kh, kw = w.shape
-    if choose_strategy(cg, kh, kw, K // groups) == "im2col":
-        return _gemm.backward(_Ops, grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups)
-    geo = (stride[0], stride[1], padding[0], padding[2], dilation[0], dilation[1], groups)
-    _direct_grad_w(grad_out, x, grad_w, *geo)
-    if grad_b is not None:
-        N, K = grad_out.shape[:2]
-        _bias_grad(grad_out.reshape(N, K, -1), grad_b)
-    if grad_x is not None:
-        _direct_grad_x(grad_out, w, grad_x, *geo)
+conv2d_forward, conv2d_backward = _gemm.entry_points(_Ops)

@@ -19,10 +19,9 @@ Which one runs is decided per call by :func:`~fastnn.kernels.conv2d.choose_strat
 BLAS is always called from Python, never inside a ``prange``. A NaN in one image reaches only
 that image's columns of the GEMMs, so it stays in that image (and in ``grad_w``, as in torch).
 """
-import numpy as np
 from numba import njit, prange
 
-from . import _gemm, choose_strategy
+from . import _gemm
 
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 _jit = dict(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
@@ -125,11 +124,13 @@ def _direct_grad_x(grad_out, w, grad_x, sh, sw, pt, pl, dh, dw, groups):
 
 @njit(**_jit)
 def _bias_grad(grad_out, grad_b):
+    # grad_out viewed as (N, K, P)
     N, K = grad_out.shape[0], grad_out.shape[1]
     for k in prange(K):
         acc = 0.0
         for n in range(N):
-            acc += grad_out[n, k].sum()
+            for p in range(grad_out.shape[2]):
+                acc += grad_out[n, k, p]
         grad_b[k] = acc
 
 
@@ -225,24 +226,10 @@ class _Ops:
     col2im = staticmethod(_col2im)
     gemm_to_nchw = staticmethod(_gemm_to_nchw)
     nchw_to_gemm = staticmethod(_nchw_to_gemm)
+    direct_forward = staticmethod(_direct_forward)
+    direct_grad_w = staticmethod(_direct_grad_w)
+    direct_grad_x = staticmethod(_direct_grad_x)
+    bias_grad = staticmethod(_bias_grad)
 
 
-def conv2d_forward(x, w, b, out, stride, padding, dilation, groups):
-    K, cg, kh, kw = w.shape
-    if choose_strategy(cg, kh, kw, K // groups) == "im2col":
-        return _gemm.forward(_Ops, x, w, b, out, stride, padding, dilation, groups)
-    has_bias = b is not None
-    _direct_forward(x, w, b if has_bias else np.zeros(1, x.dtype), out, stride[0], stride[1], padding[0],
-                    padding[2], dilation[0], dilation[1], groups, has_bias)
-
-
-def conv2d_backward(grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups):
-    K, cg, kh, kw = w.shape
-    if choose_strategy(cg, kh, kw, K // groups) == "im2col":
-        return _gemm.backward(_Ops, grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups)
-    geo = (stride[0], stride[1], padding[0], padding[2], dilation[0], dilation[1], groups)
-    _direct_grad_w(grad_out, x, grad_w, *geo)
-    if grad_b is not None:
-        _bias_grad(grad_out, grad_b)
-    if grad_x is not None:
-        _direct_grad_x(grad_out, w, grad_x, *geo)
+conv2d_forward, conv2d_backward = _gemm.entry_points(_Ops)

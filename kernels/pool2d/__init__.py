@@ -14,3 +14,22 @@ max, 0 for average). Max pooling's gradient goes to the *first* maximal element 
 row-major order, and a NaN counts as maximal (torch's rule ``v > m or isnan(v)``). The average's
 divisor is the window clipped to ``H + ph`` / ``W + pw`` (``count_include_pad``) or to the input.
 """
+
+
+def entry_points(max_forward, max_backward, avg_forward, avg_backward):
+    """The four shared-signature functions of a compiled backend around its loops, which take
+    the window geometry as scalars: ``(..., kh, kw, sh, sw, ph, pw[, count_include_pad])``."""
+
+    def max_pool2d_forward(x, out, kernel, stride, padding):
+        max_forward(x, out, *kernel, *stride, *padding)
+
+    def max_pool2d_backward(grad_out, x, grad_x, kernel, stride, padding):
+        max_backward(grad_out, x, grad_x, *kernel, *stride, *padding)
+
+    def avg_pool2d_forward(x, out, kernel, stride, padding, count_include_pad):
+        avg_forward(x, out, *kernel, *stride, *padding, count_include_pad)
+
+    def avg_pool2d_backward(grad_out, grad_x, kernel, stride, padding, count_include_pad):
+        avg_backward(grad_out, grad_x, *kernel, *stride, *padding, count_include_pad)
+
+    return max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward

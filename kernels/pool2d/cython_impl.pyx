@@ -10,6 +10,8 @@ from cython.parallel cimport prange
 
 from fastnn._config import get_num_threads
 
+from . import entry_points
+
 ctypedef fused floating:
     float
     double
@@ -141,18 +143,5 @@ def _avg_backward(const floating[:, :, :, ::1] grad_out, floating[:, :, :, ::1] 
                         grad_x[n, c, i, j] += v
 
 
-def max_pool2d_forward(x, out, kernel, stride, padding):
-    _max_forward(x, out, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
-
-
-def max_pool2d_backward(grad_out, x, grad_x, kernel, stride, padding):
-    _max_backward(grad_out, x, grad_x, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
-
-
-def avg_pool2d_forward(x, out, kernel, stride, padding, count_include_pad):
-    _avg_forward(x, out, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], count_include_pad)
-
-
-def avg_pool2d_backward(grad_out, grad_x, kernel, stride, padding, count_include_pad):
-    _avg_backward(grad_out, grad_x, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
-                  count_include_pad)
+max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward = entry_points(
+    _max_forward, _max_backward, _avg_forward, _avg_backward)

@@ -4,8 +4,9 @@ The max-pool backward recomputes each window's first maximal element from ``x`` 
 stored by the forward) and adds the gradient there; a plane is owned by one thread, so
 overlapping windows need no atomics.
 """
-import numpy as np
 from numba import njit, prange
+
+from . import entry_points
 
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 _jit = dict(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
@@ -108,18 +109,5 @@ def _avg_backward(grad_out, grad_x, kh, kw, sh, sw, ph, pw, cip):
                         gx[i, j] += v
 
 
-def max_pool2d_forward(x, out, kernel, stride, padding):
-    _max_forward(x, out, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
-
-
-def max_pool2d_backward(grad_out, x, grad_x, kernel, stride, padding):
-    _max_backward(grad_out, x, grad_x, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
-
-
-def avg_pool2d_forward(x, out, kernel, stride, padding, count_include_pad):
-    _avg_forward(x, out, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], count_include_pad)
-
-
-def avg_pool2d_backward(grad_out, grad_x, kernel, stride, padding, count_include_pad):
-    _avg_backward(grad_out, grad_x, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
-                  count_include_pad)
+max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward = entry_points(
+    _max_forward, _max_backward, _avg_forward, _avg_backward)
