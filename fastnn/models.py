@@ -49,7 +49,7 @@ class Encoder(Module):
         self.input_dim, self.emb_dim, self.hid_dim, self.n_layers = input_dim, emb_dim, hid_dim, n_layers
         self.dropout = dropout
         self.embedding = Embedding(input_dim, emb_dim, dtype=dtype, rng=rng)
-        self.emb_dropout = Dropout(dropout, dtype=dtype, rng=rng)
+        self.emb_dropout = Dropout(dropout, rng=rng)
         self.rnn = LSTM(emb_dim, hid_dim, n_layers, dropout=dropout, dtype=dtype, rng=rng)
 
     def forward(self, src):
@@ -97,7 +97,7 @@ class Decoder(Module):
         self.dropout = dropout
         self.attention = attention
         self.embedding = Embedding(output_dim, emb_dim, dtype=dtype, rng=rng)
-        self.emb_dropout = Dropout(dropout, dtype=dtype, rng=rng)
+        self.emb_dropout = Dropout(dropout, rng=rng)
         self.rnn = LSTM(emb_dim + hid_dim, hid_dim, n_layers, dropout=dropout, dtype=dtype, rng=rng)
         self.fc_out = Linear(emb_dim + hid_dim * 2, output_dim, dtype=dtype, rng=rng)
 

@@ -13,9 +13,9 @@ def mlp(dtype=np.float32, rng=None):
     the softmax lives in the cross-entropy loss)."""
     return nn.Sequential(
         nn.Linear(784, 256, dtype=dtype, rng=rng),
-        nn.Sigmoid(dtype=dtype),
+        nn.Sigmoid(),
         nn.Linear(256, 256, dtype=dtype, rng=rng),
-        nn.Sigmoid(dtype=dtype),
+        nn.Sigmoid(),
         nn.Linear(256, 10, dtype=dtype, rng=rng),
     )
 
@@ -214,12 +214,12 @@ def cnn(dtype=np.float32, rng=None):
     max-pool 2, linear 64*7*7 -> 10 (logits). Input (N, 1, 28, 28)."""
     return nn.Sequential(
         nn.Conv2d(1, 32, 5, padding=2, dtype=dtype, rng=rng),
-        nn.ReLU(dtype=dtype),
-        nn.MaxPool2d(2, dtype=dtype),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1, dtype=dtype, rng=rng),
-        nn.ReLU(dtype=dtype),
-        nn.MaxPool2d(2, dtype=dtype),
-        nn.Flatten(dtype=dtype),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
         nn.Linear(64 * 7 * 7, 10, dtype=dtype, rng=rng),
     )
 

@@ -179,7 +179,7 @@ def test_seed_scaled_dot_product_attention(backend, dtype, torch, rng):
     q, k, v = _x(rng, dtype, 2, 3, 5, 8), _x(rng, dtype, 2, 3, 6, 8), _x(rng, dtype, 2, 3, 6, 4)
     mask = (rng.random((2, 1, 5, 6)) < 0.7).astype(np.int64)
     mask[..., 0] = 1
-    m = nn.ScaledDotProductAttention(8, dtype=dtype)
+    m = nn.ScaledDotProductAttention(8)
     out, w = m(q, k, v, mask)
     tq, tk, tv = (to_torch(torch, a, True) for a in (q, k, v))
     tout, tw = _seed_sdpa(torch, tq, tk, tv, 8, to_torch(torch, mask))

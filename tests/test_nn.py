@@ -15,8 +15,8 @@ def torch_mlp(torch, dtype):
 
 
 def fastnn_mlp(dtype):
-    return nn.Sequential(nn.Linear(11, 7, dtype=dtype), nn.Sigmoid(dtype=dtype), nn.Linear(7, 5, dtype=dtype),
-                         nn.Tanh(dtype=dtype), nn.Linear(5, 4, dtype=dtype), nn.ReLU(dtype=dtype),
+    return nn.Sequential(nn.Linear(11, 7, dtype=dtype), nn.Sigmoid(), nn.Linear(7, 5, dtype=dtype),
+                         nn.Tanh(), nn.Linear(5, 4, dtype=dtype), nn.ReLU(),
                          nn.Linear(4, 3, dtype=dtype))
 
 
@@ -158,3 +158,39 @@ def test_repr_and_parameters():
     m = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
     assert "Linear(in_features=3, out_features=2, bias=True)" in repr(m)
     assert len(m.parameters()) == 2 and len(m) == 2
+
+
+PARAMETER_FREE = [
+    lambda: nn.ReLU(), lambda: nn.Sigmoid(), lambda: nn.Tanh(), lambda: nn.Softmax(1), lambda: nn.Flatten(),
+    lambda: nn.Dropout(0.3, rng=np.random.default_rng(0)), lambda: nn.MaxPool2d(2), lambda: nn.AvgPool2d(2),
+]
+
+
+@pytest.mark.parametrize("make", PARAMETER_FREE)
+@pytest.mark.parametrize("train", [True, False])
+def test_parameter_free_modules_keep_the_input_dtype(make, train, dtype, rng):
+    """Like torch: a module without parameters has no dtype; output and input gradient take the
+    input's dtype (a float32 gradient for a float64 forward is cast to float64)."""
+    m = make().train(train)
+    assert m.dtype is None
+    x = rng.standard_normal((2, 3, 4, 4)).astype(dtype)
+    y = m(x)
+    assert y.dtype == dtype
+    other = np.float32 if dtype == np.float64 else np.float64
+    g = m.backward(rng.standard_normal(y.shape).astype(other))
+    assert g.dtype == dtype and g.shape == x.shape
+    with pytest.raises(TypeError):
+        type(m)(dtype=np.float64)
+
+
+def test_float64_model_stays_float64(torch, rng):
+    """The float64 MLP of the reliability issue: its sigmoid used to run in float32 (1e-8 off)."""
+    m = nn.Sequential(nn.Linear(784, 256, dtype=np.float64), nn.Sigmoid(), nn.Linear(256, 10, dtype=np.float64))
+    tm = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.Sigmoid(), torch.nn.Linear(256, 10)).double()
+    m.load_state_dict({k: v.numpy() for k, v in tm.state_dict().items()})
+    x = rng.standard_normal((5, 784))
+    y = m(x)
+    assert y.dtype == np.float64
+    assert_close(y, tm(torch.from_numpy(x)).detach().numpy(), np.float64)
+    m.to(np.float32)
+    assert m[1].dtype is None and m[0].dtype == np.float32 and m(x).dtype == np.float32

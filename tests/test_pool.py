@@ -150,10 +150,10 @@ def test_backward_refuses_grad_out(kind):
 
 
 def test_modules_match_torch(torch, rng, dtype):
-    x = rng.standard_normal((2, 3, 7, 7))
+    x = rng.standard_normal((2, 3, 7, 7)).astype(dtype)
     for m, tm in (
-        (nn.MaxPool2d(3, 2, 1, dtype=dtype), torch.nn.MaxPool2d(3, 2, 1)),
-        (nn.AvgPool2d(2, ceil_mode=True, count_include_pad=False, dtype=dtype),
+        (nn.MaxPool2d(3, 2, 1), torch.nn.MaxPool2d(3, 2, 1)),
+        (nn.AvgPool2d(2, ceil_mode=True, count_include_pad=False),
          torch.nn.AvgPool2d(2, ceil_mode=True, count_include_pad=False)),
     ):
         y = m(x)

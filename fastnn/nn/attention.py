@@ -22,7 +22,6 @@ class ScaledDotProductAttention(Module):
     ----------
     d_k : int, optional
         Key dimension for the scale ``1 / sqrt(d_k)``; default: the last dim of ``q``.
-    dtype : np.float32 (default) or np.float64; a float input of the other dtype is cast.
 
     ``forward(q, k, v, mask=None) -> (output, weights)`` with q (..., L, E), k (..., S, E),
     v (..., S, Ev), output (..., L, Ev), weights (..., L, S). ``mask`` broadcastable to
@@ -31,12 +30,13 @@ class ScaledDotProductAttention(Module):
     the gradient of the output (not of the weights) and returns ``(grad_q, grad_k, grad_v)``.
     """
 
-    def __init__(self, d_k=None, dtype=np.float32):
-        super().__init__(dtype)
+    def __init__(self, d_k=None):
+        super().__init__()
         self.d_k = None if d_k is None else positive_int(d_k, "d_k")
 
     def forward(self, q, k, v, mask=None):
-        q, k, v = self._input(q, "q"), self._input(k, "k"), self._input(v, "v")
+        q = self._input(q, "q")  # no dtype of its own: q's dtype, like torch (k and v must match it)
+        k, v = self._input(k, "k", like=q), self._input(v, "v", like=q)
         allowed = None if mask is None else np.asarray(mask) != 0
         scale = None if self.d_k is None else 1.0 / math.sqrt(self.d_k)
         out, lse = F.scaled_dot_product_attention(q, k, v, allowed, scale=scale, return_lse=True)
@@ -46,7 +46,7 @@ class ScaledDotProductAttention(Module):
 
     def backward(self, grad_output):
         q, k, v, allowed, scale, out, lse = self._pop()
-        g = self._input(grad_output, "grad_output")
+        g = self._input(grad_output, "grad_output", like=q)
         return F.scaled_dot_product_attention_backward(g, q, k, v, allowed, scale=scale, out=out, lse=lse)
 
     def extra_repr(self):
@@ -80,7 +80,6 @@ class MultiheadAttention(Module):
         Key and value feature sizes (default E). When both equal E the projections are packed
         in ``in_proj_weight`` (3E, E), as torch; otherwise ``q_proj_weight`` (E, E),
         ``k_proj_weight`` (E, kdim) and ``v_proj_weight`` (E, vdim).
-    dtype : np.float32 (default) or np.float64; a float input of the other dtype is cast.
     rng : numpy.random.Generator, optional
         For the initialisation and the attention dropout (default: fastnn's global generator).
 

@@ -1,7 +1,8 @@
 """Convolution and pooling modules (NCHW). Each ``forward`` is one functional call.
 
-A float input of the other dtype is cast to the module's dtype (``dtype=np.float32`` by
-default, like torch).
+:class:`Conv2d` takes ``dtype=np.float32`` (default, like torch) or ``np.float64`` and casts a
+float input of the other dtype to it; the pooling modules have no dtype (output dtype = input
+dtype, as in torch).
 """
 import math
 
@@ -91,8 +92,8 @@ class Conv2d(Module):
 
 
 class _Pool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, dtype=np.float32):
-        super().__init__(dtype)
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
+        super().__init__()
         self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
 
     def _args(self):
@@ -105,7 +106,7 @@ class _Pool2d(Module):
 
     def backward(self, grad_output, need_input_grad=True):
         (x,) = self._pop()
-        return type(self)._grad(grad_output, x, **self._args())
+        return type(self)._grad(self._input(grad_output, "grad_output", like=x), x, **self._args())
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}"
@@ -127,10 +128,9 @@ class AvgPool2d(_Pool2d):
 
     _fn, _grad = F.avg_pool2d, F.avg_pool2d_backward
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-                 dtype=np.float32):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
         self.__dict__["count_include_pad"] = count_include_pad
-        super().__init__(kernel_size, stride, padding, ceil_mode, dtype)
+        super().__init__(kernel_size, stride, padding, ceil_mode)
 
     def _args(self):
         return dict(super()._args(), count_include_pad=self.count_include_pad)

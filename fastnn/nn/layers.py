@@ -1,7 +1,9 @@
 """Dense layers and activations. Each ``forward`` is one functional call.
 
-All modules take ``dtype=np.float32`` (default, like torch) or ``np.float64``; a float input
-of the other dtype is cast to the module's dtype.
+:class:`Linear` takes ``dtype=np.float32`` (default, like torch) or ``np.float64`` and casts a
+float input of the other dtype to it. The modules without parameters (activations,
+:class:`Softmax`, :class:`Flatten`, :class:`Dropout`, :class:`Sequential`) have no dtype, as in
+torch: their output has the dtype of their input, forward and backward.
 """
 import math
 
@@ -62,6 +64,9 @@ class Linear(Module):
 class _Activation(Module):
     _fn = _grad = None
 
+    def __init__(self):
+        super().__init__()
+
     def forward(self, input):
         y = type(self)._fn(self._input(input))
         self._save(y)
@@ -69,7 +74,7 @@ class _Activation(Module):
 
     def backward(self, grad_output, need_input_grad=True):
         (y,) = self._pop()
-        return type(self)._grad(grad_output, y)
+        return type(self)._grad(self._input(grad_output, "grad_output", like=y), y)
 
 
 class ReLU(_Activation):
@@ -93,8 +98,8 @@ class Tanh(_Activation):
 class Softmax(Module):
     """Softmax along ``dim`` (default -1), like ``torch.nn.Softmax(dim)``."""
 
-    def __init__(self, dim=-1, dtype=np.float32):
-        super().__init__(dtype)
+    def __init__(self, dim=-1):
+        super().__init__()
         self.dim = dim
 
     def forward(self, input):
@@ -104,7 +109,7 @@ class Softmax(Module):
 
     def backward(self, grad_output, need_input_grad=True):
         (y,) = self._pop()
-        return F.softmax_backward(grad_output, y, axis=self.dim)
+        return F.softmax_backward(self._input(grad_output, "grad_output", like=y), y, axis=self.dim)
 
     def extra_repr(self):
         return f"dim={self.dim}"
@@ -113,8 +118,8 @@ class Softmax(Module):
 class Flatten(Module):
     """Flatten dims ``start_dim..end_dim`` into one (default: all but the batch dim), like torch."""
 
-    def __init__(self, start_dim=1, end_dim=-1, dtype=np.float32):
-        super().__init__(dtype)
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, input):
@@ -123,19 +128,19 @@ class Flatten(Module):
         e = axis(self.end_dim, "end_dim", x.ndim)
         if s > e:
             raise ValueError(f"start_dim: expected start_dim <= end_dim, got {self.start_dim} > {self.end_dim}")
-        self._save(x.shape)
+        self._save(x.shape, x.dtype)
         return x.reshape(x.shape[:s] + (int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :])
 
     def backward(self, grad_output, need_input_grad=True):
-        (shape,) = self._pop()
-        return np.asarray(grad_output).reshape(shape)
+        shape, dt = self._pop()
+        return self._input(grad_output, "grad_output", like=dt).reshape(shape)
 
 
 class Dropout(Module):
     """Inverted dropout with probability ``p`` in training mode; identity in ``eval()`` mode."""
 
-    def __init__(self, p=0.5, dtype=np.float32, rng=None):
-        super().__init__(dtype)
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
             raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
         self.p = float(p)
@@ -148,7 +153,7 @@ class Dropout(Module):
 
     def backward(self, grad_output, need_input_grad=True):
         (mask,) = self._pop()
-        return F.dropout_backward(grad_output, mask)
+        return F.dropout_backward(self._input(grad_output, "grad_output", like=mask), mask)
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -158,8 +163,7 @@ class Sequential(Module):
     """Modules applied in order; ``backward`` runs them in reverse. Keys ``"0.weight"`` etc. as torch."""
 
     def __init__(self, *modules):
-        dtypes = {m.dtype for m in modules if isinstance(m, Module)}
-        super().__init__(dtypes.pop() if len(dtypes) == 1 else np.float32)
+        super().__init__()
         for i, m in enumerate(modules):
             if not isinstance(m, Module):
                 raise TypeError(f"modules[{i}]: expected a fastnn.nn.Module, got {type(m).__name__}")

@@ -72,14 +72,19 @@ class Module:
     ``backward`` is called once per ``forward`` call, in reverse order: a module used T times
     before its backward keeps a stack of T caches. In ``eval()`` mode only the latest cache is
     kept (so inference loops use bounded memory) and under :func:`no_grad` none.
+
+    dtype: a module that owns parameters passes its ``dtype`` (np.float32 or np.float64) and
+    casts a float input of the other dtype to it (:meth:`_input`). A module without parameters
+    of its own (activations, pooling, containers) passes ``dtype=None``: like in torch it has
+    no dtype, and its output has the dtype of its input, forward and backward.
     """
 
-    def __init__(self, dtype=np.float32):
+    def __init__(self, dtype=None):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_caches", [])
         object.__setattr__(self, "training", True)
-        object.__setattr__(self, "dtype", _check_dtype(dtype))
+        object.__setattr__(self, "dtype", None if dtype is None else _check_dtype(dtype))
 
     # -- registration ------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -126,10 +131,13 @@ class Module:
             )
         return self._caches.pop()
 
-    def _input(self, x, name="input"):
-        """``x`` as a float array of the module's dtype (a float input of the other dtype is cast)."""
+    def _input(self, x, name="input", like=None):
+        """``x`` as a float array of the module's dtype (a float input of the other dtype is
+        cast); a module without a dtype keeps the input's, or casts to ``like`` (an array or a
+        dtype) when given: a gradient takes the dtype of the forward's array."""
         x = _v.float_array(x, name)
-        return x if x.dtype == self.dtype else x.astype(self.dtype)
+        dt = self.dtype if like is None else getattr(like, "dtype", like)
+        return x if dt is None or x.dtype == dt else x.astype(dt)
 
     # -- traversal ---------------------------------------------------------------------
     def named_parameters(self, prefix=""):
@@ -167,10 +175,13 @@ class Module:
         return self.train(False)
 
     def to(self, dtype):
-        """Cast every parameter (and gradient) to ``dtype`` (np.float32 or np.float64), in place."""
+        """Cast every parameter (and gradient) to ``dtype`` (np.float32 or np.float64), in place.
+
+        Modules without a dtype (no parameters of their own) keep none."""
         dt = _check_dtype(dtype)
         for m in self.modules():
-            object.__setattr__(m, "dtype", dt)
+            if m.dtype is not None:
+                object.__setattr__(m, "dtype", dt)
             m._caches.clear()
         for p in self.parameters():
             p.data = p.data.astype(dt)
