@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip
 BUILD_DEPS := "setuptools>=69" wheel "Cython>=3.0" "numpy>=1.26"
 SOURCES := setup.py pyproject.toml $(wildcard kernels/*/cython_impl.pyx)
 
-.PHONY: demo test test-checked bench install clean
+.PHONY: demo test test-checked test-stress bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test-checked: install
 	FASTNN_CYTHON_CHECKS=1 $(PIP) install -q --no-build-isolation -e ".[test]"
 	$(BIN)/python -m pytest -q tests; status=$$?; \
 	$(PIP) install -q --no-build-isolation -e ".[test]"; exit $$status
+
+# The thread stress tests and the fuzzer, repeated far more than in `make test`.
+test-stress: install
+	FASTNN_STRESS_REPS=100 FASTNN_FUZZ_EXAMPLES=300 $(BIN)/python -m pytest -q tests/test_stress.py tests/test_fuzz.py
 
 # pytest-benchmark: fastnn backends and torch in two processes, same thread count.
 # Extra options (e.g. --benchmark-autosave, --benchmark-compare) go in BENCH_ARGS.

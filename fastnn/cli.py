@@ -30,7 +30,9 @@ def _info(args):
 
 def _train(args):
     import fastnn
-    from fastnn import train
+    from fastnn import _config, train
+
+    _config.prefer_passive_openmp()  # this process is ours: idle OpenMP threads sleep (README "Threads")
 
     if args.threads:
         fastnn.set_num_threads(args.threads)
