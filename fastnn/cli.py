@@ -14,8 +14,10 @@ def _info(args):
 
     print(f"fastnn {fastnn.__version__}")
     print(f"backends: {', '.join(fastnn.backends())} (default: {fastnn.get_backend()})")
+    from . import _config
     from .kernels.dense import numba_impl  # run one parallel kernel so Numba picks its threading layer
 
+    _config.sync_numba_threads()
     numba_impl.relu_forward(np.ones(4), np.empty(4))
     print(f"threads: {fastnn.get_num_threads()} (numba: {numba.get_num_threads()}, "
           f"threading layer {numba.threading_layer()})")

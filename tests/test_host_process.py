@@ -6,11 +6,13 @@ import subprocess
 import sys
 
 SNAPSHOT = r"""
-import json, os, sys
+import ctypes, json, os, sys
 from threadpoolctl import threadpool_info
+gomp = ctypes.CDLL("libgomp.so.1")  # the OpenMP runtime, loaded first (as when torch is imported first)
 def state():
     return {"env": dict(os.environ), "pools": sorted((p["user_api"], p["internal_api"], p["num_threads"])
-                                                     for p in threadpool_info())}
+                                                     for p in threadpool_info()),
+            "openmp": [gomp.omp_get_max_active_levels(), gomp.omp_get_dynamic(), gomp.omp_get_max_threads()]}
 import numpy as np
 before = state()
 import fastnn
@@ -36,6 +38,9 @@ def test_import_and_use_change_no_environment_variable_or_thread_setting():
     before, after_import, after_run = _run(SNAPSHOT)
     assert after_import["env"] == before["env"]
     assert after_run["env"] == before["env"], {k: v for k, v in after_run["env"].items() if before["env"].get(k) != v}
+    # the OpenMP runtime's process-wide settings: Numba's OpenMP layer allows 255 nested levels
+    # when it starts, which made torch (sharing the runtime) 6x slower; fastnn puts it back
+    assert after_run["openmp"] == before["openmp"]
     # thread pools loaded before fastnn (NumPy's BLAS) keep their thread counts
     for pool in before["pools"]:
         assert pool in after_run["pools"], (pool, after_run["pools"])
