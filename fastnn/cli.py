@@ -105,8 +105,8 @@ def _inspect(args):
         print("  ".join(str(v).ljust(w) if i < 3 else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip())
     n = sum(r[3] for r in rows)
     nbytes = sum(r[3] * serialization.ITEMSIZE.get(r[1], r[4].itemsize) for r in rows)
-    size = next(f"{nbytes / 2**e:.1f} {u}" for e, u in ((30, "GiB"), (20, "MiB"), (10, "KiB"), (0, "bytes"))
-                if nbytes >= 2**e or not e)
+    size = next((f"{nbytes / 2**e:.1f} {u}" for e, u in ((30, "GiB"), (20, "MiB"), (10, "KiB")) if nbytes >= 2**e),
+                f"{nbytes} bytes")
     print(f"total: {len(rows)} tensors, {n:,} parameters, {size}"
           + (f"; {others} other values (numbers, strings, None)" if others else ""))
     return 0

@@ -231,10 +231,10 @@ def _complex(real=0.0, imag=0.0):
     return complex(real, imag)
 
 
-def _set(items=(), kind=set):
+def _set(items=()):
     if not isinstance(items, (tuple, list, set, frozenset)):
-        raise UnpicklingError(f"{kind.__name__}: expected a list of items, got {type(items).__name__}")
-    return kind(items)
+        raise UnpicklingError(f"set: expected a list of items, got {type(items).__name__}")
+    return set(items)
 
 
 def _ordered_dict(items=()):
@@ -243,8 +243,7 @@ def _ordered_dict(items=()):
     return OrderedDict(items)
 
 
-BUILTINS = {"set": _set, "frozenset": lambda items=(): _set(items, frozenset), "complex": _complex,
-            "bytearray": _bytearray}
+BUILTINS = {"set": _set, "complex": _complex, "bytearray": _bytearray}  # torch's weights_only list
 
 _LEN = {pickle.BINUNICODE: "<I", pickle.SHORT_BINUNICODE: "<B", pickle.BINUNICODE8: "<Q",
         pickle.BINBYTES: "<I", pickle.SHORT_BINBYTES: "<B", pickle.BINBYTES8: "<Q",
@@ -664,7 +663,8 @@ class _LegacyReader(_TorchReader):
 
 
 # -- zip container -----------------------------------------------------------------------------
-ZIP64_LIMIT = 0xFFFFFFFF
+FFFF = 0xFFFFFFFF  # a 32-bit zip field that says "see the zip64 extra field"
+ZIP64_LIMIT = FFFF  # sizes and offsets from here on are written as zip64 (tests lower it)
 
 
 def _zip_entries(src):
@@ -677,7 +677,7 @@ def _zip_entries(src):
     eocd = src.size - tail_len + i
     count, cd_size, cd_off = struct.unpack_from("<HII", tail, i + 10)
     try:
-        if count == 0xFFFF or ZIP64_LIMIT in (cd_size, cd_off):
+        if count == 0xFFFF or FFFF in (cd_size, cd_off):
             sig, _, z64 = struct.unpack("<IIQ", src.read_at(eocd - 20, 16, "zip64 locator"))
             rec = src.read_at(z64, 56, "zip64 end record")
             if sig != 0x07064B50 or rec[:4] != b"PK\x06\x06":
@@ -694,13 +694,13 @@ def _zip_entries(src):
                 raise ValueError("bad central directory entry")
             name = cd[p + 46: p + 46 + nlen].decode("utf-8")
             extra = cd[p + 46 + nlen: p + 46 + nlen + xlen]
-            if ZIP64_LIMIT in (usize, csize, hoff):
+            if FFFF in (usize, csize, hoff):
                 q = 0
                 while q + 4 <= len(extra):
                     tag, n = struct.unpack_from("<HH", extra, q)
                     if tag == 1:
                         vals = iter(struct.unpack_from(f"<{n // 8}Q", extra, q + 4))
-                        usize, csize, hoff = (next(vals) if v == ZIP64_LIMIT else v for v in (usize, csize, hoff))
+                        usize, csize, hoff = (next(vals) if v == FFFF else v for v in (usize, csize, hoff))
                         break
                     q += 4 + n
             entries[name] = (hoff, usize, csize, method)
@@ -737,7 +737,7 @@ def _zip_write(fh, records):
         extra = struct.pack("<HHQQ", 1, 16, n, n) if z64 else b""
         pad = -(pos + 30 + len(nm) + len(extra) + 4) % ZIP_ALIGN
         extra += struct.pack("<HH", 0x4246, pad) + b"Z" * pad  # torch's "FB" padding field
-        size32 = ZIP64_LIMIT if z64 else n
+        size32 = FFFF if z64 else n
         fh.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 45 if z64 else 20, 0, 0, 0, 0x21, crc, size32, size32,
                              len(nm), len(extra)) + nm + extra)
         fh.write(data)
@@ -747,18 +747,19 @@ def _zip_write(fh, records):
     for nm, crc, n, off in central:
         big = [v for v in (n, n, off) if v >= ZIP64_LIMIT]
         extra = struct.pack(f"<HH{len(big)}Q", 1, 8 * len(big), *big) if big else b""
-        s32, o32 = min(n, ZIP64_LIMIT), min(off, ZIP64_LIMIT)
+        s32, o32 = (FFFF if n >= ZIP64_LIMIT else n), (FFFF if off >= ZIP64_LIMIT else off)
         v = 45 if big else 20
         rec = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, v, v, 0, 0, 0, 0x21, crc, s32, s32, len(nm),
                           len(extra), 0, 0, 0, 0, o32) + nm + extra
         fh.write(rec)
         pos += len(rec)
     count, cd_size = len(central), pos - cd_off
-    if count >= 0xFFFF or cd_off >= ZIP64_LIMIT or cd_size >= ZIP64_LIMIT:
+    z64 = count >= 0xFFFF or cd_off >= ZIP64_LIMIT or cd_size >= ZIP64_LIMIT
+    if z64:
         fh.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count, cd_size, cd_off))
         fh.write(struct.pack("<IIQI", 0x07064B50, 0, pos, 1))
-    fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, min(count, 0xFFFF), min(count, 0xFFFF),
-                         min(cd_size, ZIP64_LIMIT), min(cd_off, ZIP64_LIMIT), 0))
+    n16, cd32 = (0xFFFF, FFFF) if z64 else (count, cd_off)
+    fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n16, n16, FFFF if z64 else cd_size, cd32, 0))
 
 
 # -- writing torch's zip format ----------------------------------------------------------------
@@ -831,8 +832,8 @@ class _Pickler:
                 self.write(k)
                 self.write(v)
             w(P.SETITEMS)
-        elif isinstance(obj, (np.bool_, np.number)):
-            self.write(obj.item())
+        elif isinstance(obj, np.generic):  # a NumPy scalar: the Python number
+            self.write(obj.item() if obj.dtype.kind in "biufc" else float(obj))
         else:
             raise AssertionError(type(obj))  # _walk refused it already
 
@@ -864,7 +865,8 @@ class _Pickler:
 def _walk(obj, path, arrays, active):
     """Collect the arrays of ``obj`` (``{id: array}``) and refuse, naming where it is, what
     torch's weights_only loader could not read back."""
-    if obj is None or isinstance(obj, (bool, int, float, complex, str, np.bool_, np.number)):
+    if obj is None or isinstance(obj, (bool, int, float, complex, str)) or (
+            isinstance(obj, np.generic) and _torch_dtype_name(obj.dtype)):
         return
     if isinstance(obj, np.ndarray):
         if _torch_dtype_name(obj.dtype) is None:
