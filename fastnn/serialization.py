@@ -33,7 +33,7 @@ import sys
 import zlib
 from collections import OrderedDict
 from contextlib import contextmanager
-from inspect import signature
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -125,7 +125,6 @@ class _File:
             self.size = f.seek(0, os.SEEK_END) - self.base
         except (OSError, AttributeError) as e:
             raise TypeError(f"f: expected a seekable binary file, got {name} ({e})") from None
-        self.pos = 0  # for the sequential reads of the unpickler
 
     def error(self, msg):
         return _FileError(f"{self.name}: {msg}")
@@ -153,20 +152,6 @@ class _File:
                 raise self.error(f"{what}: short read at byte {off + done}")
             done += n
 
-    # the unpickler's interface: exact reads from self.pos
-    def read(self, n):
-        b = self.read_at(self.pos, n, "pickle data")
-        self.pos += n
-        return b
-
-    def readline(self):
-        self.f.seek(self.base + self.pos)
-        line = self.f.readline(min(1 << 20, self.size - self.pos))
-        if not line.endswith(b"\n"):
-            raise UnpicklingError(f"{self.name}: unterminated line in pickle data at byte {self.pos}")
-        self.pos += len(line)
-        return line[:-1]
-
 
 @contextmanager
 def _opened(f, mode):
@@ -186,15 +171,11 @@ class _Call:
     """An allowlisted global that REDUCE/NEWOBJ/INST/OBJ may call: ``fn`` is fastnn's own code."""
 
     def __init__(self, name, fn):
-        self.name, self.fn, self.sig = name, fn, signature(fn)
+        self.name, self.fn = name, fn
 
     def __call__(self, args, kwargs=None):
         if not isinstance(args, (tuple, list)) or not isinstance(kwargs or {}, dict):
             raise UnpicklingError(f"{self.name}: arguments must be a tuple, got {type(args).__name__}")
-        try:
-            self.sig.bind(*args, **(kwargs or {}))
-        except TypeError as e:
-            raise UnpicklingError(f"{self.name}: {e}") from None
         return self.fn(*args, **(kwargs or {}))
 
 
@@ -245,22 +226,35 @@ def _ordered_dict(items=()):
 
 BUILTINS = {"set": _set, "complex": _complex, "bytearray": _bytearray}  # torch's weights_only list
 
-_LEN = {pickle.BINUNICODE: "<I", pickle.SHORT_BINUNICODE: "<B", pickle.BINUNICODE8: "<Q",
-        pickle.BINBYTES: "<I", pickle.SHORT_BINBYTES: "<B", pickle.BINBYTES8: "<Q",
-        pickle.BINSTRING: "<i", pickle.SHORT_BINSTRING: "<B", pickle.BYTEARRAY8: "<Q",
-        pickle.LONG1: "<B", pickle.LONG4: "<i"}
+OP = SimpleNamespace(**{n: getattr(pickle, n)[0] for n in (
+    "MARK STOP POP POP_MARK DUP FLOAT INT BININT BININT1 LONG BININT2 NONE BINPERSID REDUCE STRING BINSTRING "
+    "SHORT_BINSTRING UNICODE BINUNICODE APPEND BUILD GLOBAL DICT EMPTY_DICT APPENDS GET BINGET INST LONG_BINGET "
+    "LIST EMPTY_LIST OBJ PUT BINPUT LONG_BINPUT SETITEM TUPLE EMPTY_TUPLE SETITEMS BINFLOAT PROTO NEWOBJ TUPLE1 "
+    "TUPLE2 TUPLE3 NEWTRUE NEWFALSE LONG1 LONG4 BINBYTES SHORT_BINBYTES SHORT_BINUNICODE BINUNICODE8 BINBYTES8 "
+    "EMPTY_SET ADDITEMS FROZENSET NEWOBJ_EX STACK_GLOBAL MEMOIZE FRAME BYTEARRAY8").split()})
+ARG_SIZE = {OP.BINPUT: 1, OP.BINGET: 1, OP.BININT1: 1, OP.PROTO: 1, OP.BININT2: 2, OP.LONG_BINPUT: 4,
+            OP.LONG_BINGET: 4, OP.BININT: 4, OP.BINFLOAT: 8, OP.FRAME: 8}
+LENGTH = {OP.SHORT_BINUNICODE: "<B", OP.BINUNICODE: "<I", OP.BINUNICODE8: "<Q", OP.SHORT_BINBYTES: "<B",
+          OP.BINBYTES: "<I", OP.BINBYTES8: "<Q", OP.SHORT_BINSTRING: "<B", OP.BINSTRING: "<i",
+          OP.BYTEARRAY8: "<Q", OP.LONG1: "<B", OP.LONG4: "<i"}
+TEXT = {OP.SHORT_BINUNICODE, OP.BINUNICODE, OP.BINUNICODE8}
+LINE_MAX = 1 << 16
 
 
-def unpickle(src, globals_, persistent_load=None):
-    """Run the pickle at ``src.pos`` (a :class:`_File`) and return its object.
+class _OutOfData(Exception):
+    """The pickle runs past the bytes given (the caller may give more)."""
+
+
+def unpickle(buf, globals_, persistent_load=None):
+    """Run the pickle at the start of ``buf`` (bytes); return ``(object, bytes used)``.
 
     Builds plain data itself; the only calls are to the :class:`_Call` values of ``globals_``
-    (``"module.name" -> _Call | _Marker``). The memo is a dict, so a huge PUT index allocates
-    nothing, and every length field is checked against the bytes left (``src.read``).
+    (``"module.name" -> _Call | _Marker``), looked up when GLOBAL/STACK_GLOBAL/INST name them,
+    before anything is called. Every length is checked against ``buf`` (:class:`_OutOfData`),
+    and the memo is a dict, so a huge PUT index allocates nothing.
     """
-    P, read, readline = pickle, src.read, src.readline
     stack, marks, memo = [], [], {}
-    push, pop = stack.append, stack.pop
+    push, pop, end, pos = stack.append, stack.pop, len(buf), 0
 
     def pop_mark():
         if not marks:
@@ -270,16 +264,26 @@ def unpickle(src, globals_, persistent_load=None):
         del stack[i:]
         return items
 
+    def line():
+        nonlocal pos
+        j = buf.find(b"\n", pos, pos + LINE_MAX)
+        if j < 0:
+            if end - pos > LINE_MAX:
+                raise UnpicklingError("a text argument longer than 64 KiB")
+            raise _OutOfData
+        text, pos = buf[pos:j], j + 1
+        return text
+
     def find(module, name):
         if isinstance(module, bytes):
             module, name = module.decode("utf-8"), name.decode("utf-8")
         if not isinstance(module, str) or not isinstance(name, str):
             raise UnpicklingError("a global's module and name must be strings")
-        key = f"{module.replace('__builtin__', 'builtins')}.{name}"
-        if key not in globals_:
+        fn = globals_.get(f"{module.replace('__builtin__', 'builtins')}.{name}")
+        if fn is None:
             raise UnpicklingError(f"refusing global '{module}.{name}': not one of the globals a weights file "
                                   "needs (fastnn.load reads tensors, containers and numbers; nothing was run)")
-        return globals_[key]
+        return fn
 
     def call(fn, args, kwargs=None):
         if not isinstance(fn, _Call):
@@ -287,140 +291,120 @@ def unpickle(src, globals_, persistent_load=None):
                                   f"{getattr(fn, 'value', '')!s:.80}: only allowlisted functions are called")
         return fn(args, kwargs)
 
-    def expect(obj, types, op):
+    def expect(obj, types, what):
         if not isinstance(obj, types):
-            raise UnpicklingError(f"{op} on a {type(obj).__name__}")
+            raise UnpicklingError(f"{what} on a {type(obj).__name__}")
         return obj
 
-    start = src.pos
     try:
-        while True:
-            c = read(1)
-            if c in (P.BINPUT, P.LONG_BINPUT):
-                memo[read(1)[0] if c == P.BINPUT else struct.unpack("<I", read(4))[0]] = stack[-1]
-            elif c == P.MEMOIZE:
-                memo[len(memo)] = stack[-1]
-            elif c == P.PUT:
-                memo[int(readline())] = stack[-1]
-            elif c in (P.BINGET, P.LONG_BINGET):
-                push(memo[read(1)[0] if c == P.BINGET else struct.unpack("<I", read(4))[0]])
-            elif c == P.GET:
-                push(memo[int(readline())])
-            elif c == P.MARK:
+        while True:  # opcodes in the order of how often torch's pickles use them
+            if pos >= end:
+                raise _OutOfData
+            c = buf[pos]
+            pos += 1
+            n = ARG_SIZE.get(c, 0)
+            if pos + n > end:
+                raise _OutOfData
+            if c == OP.BINPUT:
+                memo[buf[pos]] = stack[-1]
+            elif c == OP.BINGET:
+                push(memo[buf[pos]])
+            elif c == OP.MARK:
                 marks.append(len(stack))
-            elif c in _LEN:
-                n = struct.unpack(_LEN[c], read(struct.calcsize(_LEN[c])))[0]
+            elif c == OP.BININT1:
+                push(buf[pos])
+            elif c in LENGTH:
+                fmt = LENGTH[c]
+                k = struct.calcsize(fmt)
+                if pos + k > end:
+                    raise _OutOfData
+                n = struct.unpack_from(fmt, buf, pos)[0]
                 if n < 0:
                     raise UnpicklingError(f"negative length {n}")
-                data = read(n)
-                if c in (P.BINUNICODE, P.SHORT_BINUNICODE, P.BINUNICODE8):
+                pos += k
+                if pos + n > end:
+                    raise _OutOfData
+                data = buf[pos:pos + n]
+                if c in TEXT:
                     push(data.decode("utf-8", "surrogatepass"))
-                elif c in (P.BINSTRING, P.SHORT_BINSTRING):  # a Python 2 str
-                    push(data.decode("latin1"))
-                elif c in (P.LONG1, P.LONG4):
+                elif c in (OP.LONG1, OP.LONG4):
                     push(int.from_bytes(data, "little", signed=True))
+                elif c in (OP.BINSTRING, OP.SHORT_BINSTRING):  # a Python 2 str
+                    push(data.decode("latin1"))
                 else:
-                    push(bytearray(data) if c == P.BYTEARRAY8 else data)
-            elif c == P.BININT1:
-                push(read(1)[0])
-            elif c == P.BININT2:
-                push(struct.unpack("<H", read(2))[0])
-            elif c == P.BININT:
-                push(struct.unpack("<i", read(4))[0])
-            elif c == P.BINFLOAT:
-                push(struct.unpack(">d", read(8))[0])
-            elif c == P.INT:
-                line = readline()
-                push(line == b"01" if line in (b"00", b"01") else int(line))
-            elif c == P.LONG:
-                push(int(readline().rstrip(b"L")))
-            elif c == P.FLOAT:
-                push(float(readline()))
-            elif c == P.STRING:
-                line = readline()
-                if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
-                    raise UnpicklingError("STRING opcode argument must be quoted")
-                push(codecs.escape_decode(line[1:-1])[0].decode("latin1"))
-            elif c == P.UNICODE:
-                push(readline().decode("raw-unicode-escape"))
-            elif c == P.NONE:
-                push(None)
-            elif c in (P.NEWTRUE, P.NEWFALSE):
-                push(c == P.NEWTRUE)
-            elif c == P.EMPTY_TUPLE:
-                push(())
-            elif c in (P.TUPLE1, P.TUPLE2, P.TUPLE3):
-                n = {P.TUPLE1: 1, P.TUPLE2: 2, P.TUPLE3: 3}[c]
-                if len(stack) - (marks[-1] if marks else 0) < n:
+                    push(bytearray(data) if c == OP.BYTEARRAY8 else bytes(data))
+            elif c in (OP.TUPLE1, OP.TUPLE2, OP.TUPLE3):
+                k = c - OP.TUPLE1 + 1
+                if len(stack) - (marks[-1] if marks else 0) < k:
                     raise UnpicklingError("stack underflow")
-                items = tuple(stack[-n:])
-                del stack[-n:]
+                items = tuple(stack[-k:])
+                del stack[-k:]
                 push(items)
-            elif c in (P.TUPLE, P.LIST, P.DICT, P.FROZENSET):
-                items = pop_mark()
-                if c == P.DICT:
-                    push(dict(zip(items[::2], items[1::2])))
-                else:
-                    push({P.TUPLE: tuple, P.LIST: list, P.FROZENSET: frozenset}[c](items))
-            elif c == P.EMPTY_LIST:
-                push([])
-            elif c == P.EMPTY_DICT:
-                push({})
-            elif c == P.EMPTY_SET:
-                push(set())
-            elif c == P.APPEND:
-                v = pop()
-                expect(stack[-1], list, "APPEND").append(v)
-            elif c == P.APPENDS:
-                items = pop_mark()
-                expect(stack[-1], list, "APPENDS").extend(items)
-            elif c == P.ADDITEMS:
-                items = pop_mark()
-                expect(stack[-1], set, "ADDITEMS").update(items)
-            elif c == P.SETITEM:
-                v, k = pop(), pop()
-                expect(stack[-1], dict, "SETITEM")[k] = v
-            elif c == P.SETITEMS:
+            elif c == OP.TUPLE:
+                push(tuple(pop_mark()))
+            elif c == OP.REDUCE:
+                args = pop()
+                push(call(pop(), args))
+            elif c == OP.BINPERSID:
+                if persistent_load is None:
+                    raise UnpicklingError("a persistent id outside a torch pickle")
+                push(persistent_load(pop()))
+            elif c in (OP.NEWFALSE, OP.NEWTRUE):
+                push(c == OP.NEWTRUE)
+            elif c == OP.EMPTY_TUPLE:
+                push(())
+            elif c == OP.SETITEMS:
                 items = pop_mark()
                 d = expect(stack[-1], dict, "SETITEMS")
                 if len(items) % 2:
                     raise UnpicklingError("SETITEMS with an odd number of items")
                 for i in range(0, len(items), 2):
                     d[items[i]] = items[i + 1]
-            elif c == P.POP:
-                if marks and marks[-1] == len(stack):
-                    marks.pop()
+            elif c in (OP.LONG_BINPUT, OP.LONG_BINGET):
+                i = struct.unpack_from("<I", buf, pos)[0]
+                if c == OP.LONG_BINPUT:
+                    memo[i] = stack[-1]
                 else:
-                    pop()
-            elif c == P.POP_MARK:
-                pop_mark()
-            elif c == P.DUP:
-                push(stack[-1])
-            elif c == P.GLOBAL:
-                module = readline()
-                push(find(module, readline()))
-            elif c == P.STACK_GLOBAL:
+                    push(memo[i])
+            elif c == OP.BININT2:
+                push(struct.unpack_from("<H", buf, pos)[0])
+            elif c == OP.BININT:
+                push(struct.unpack_from("<i", buf, pos)[0])
+            elif c == OP.BINFLOAT:
+                push(struct.unpack_from(">d", buf, pos)[0])
+            elif c == OP.GLOBAL:
+                module = line()
+                push(find(module, line()))
+            elif c == OP.STACK_GLOBAL:
                 name = pop()
                 push(find(pop(), name))
-            elif c == P.INST:
-                module = readline()
-                fn = find(module, readline())
-                push(call(fn, pop_mark()))
-            elif c == P.OBJ:
+            elif c == OP.NONE:
+                push(None)
+            elif c == OP.EMPTY_DICT:
+                push({})
+            elif c == OP.EMPTY_LIST:
+                push([])
+            elif c == OP.EMPTY_SET:
+                push(set())
+            elif c == OP.MEMOIZE:
+                memo[len(memo)] = stack[-1]
+            elif c == OP.SETITEM:
+                v, k = pop(), pop()
+                expect(stack[-1], dict, "SETITEM")[k] = v
+            elif c == OP.APPEND:
+                v = pop()
+                expect(stack[-1], list, "APPEND").append(v)
+            elif c == OP.APPENDS:
                 items = pop_mark()
-                if not items:
-                    raise UnpicklingError("OBJ without a class")
-                push(call(items[0], items[1:]))
-            elif c == P.REDUCE:
-                args = pop()
-                push(call(pop(), args))
-            elif c == P.NEWOBJ:
-                args = pop()
-                push(call(pop(), args))
-            elif c == P.NEWOBJ_EX:
-                kwargs, args = pop(), pop()
-                push(call(pop(), args, kwargs))
-            elif c == P.BUILD:
+                expect(stack[-1], list, "APPENDS").extend(items)
+            elif c == OP.ADDITEMS:
+                items = pop_mark()
+                expect(stack[-1], set, "ADDITEMS").update(items)
+            elif c in (OP.LIST, OP.DICT, OP.FROZENSET):
+                items = pop_mark()
+                push(list(items) if c == OP.LIST else frozenset(items) if c == OP.FROZENSET else
+                     dict(zip(items[::2], items[1::2])))
+            elif c == OP.BUILD:
                 state = pop()
                 obj = stack[-1]
                 # torch's state dicts are OrderedDicts with a ``_metadata`` attribute: the only
@@ -428,28 +412,80 @@ def unpickle(src, globals_, persistent_load=None):
                 if not (type(obj) is OrderedDict and isinstance(state, dict) and all(type(k) is str for k in state)):
                     raise UnpicklingError(f"BUILD on a {type(obj).__name__} is not allowed")
                 obj.__dict__.update(state)
-            elif c == P.BINPERSID:
-                if persistent_load is None:
-                    raise UnpicklingError("persistent id outside a torch file")
-                push(persistent_load(pop()))
-            elif c == P.PROTO:
-                if read(1)[0] > 5:
+            elif c in (OP.NEWOBJ, OP.NEWOBJ_EX):
+                kwargs = pop() if c == OP.NEWOBJ_EX else None
+                args = pop()
+                push(call(pop(), args, kwargs))
+            elif c == OP.INST:
+                module = line()
+                fn = find(module, line())
+                push(call(fn, pop_mark()))
+            elif c == OP.OBJ:
+                items = pop_mark()
+                if not items:
+                    raise UnpicklingError("OBJ without a class")
+                push(call(items[0], items[1:]))
+            elif c == OP.POP:
+                if marks and marks[-1] == len(stack):
+                    marks.pop()
+                else:
+                    pop()
+            elif c == OP.POP_MARK:
+                pop_mark()
+            elif c == OP.DUP:
+                push(stack[-1])
+            elif c in (OP.PUT, OP.GET):
+                i = int(line())
+                if c == OP.PUT:
+                    memo[i] = stack[-1]
+                else:
+                    push(memo[i])
+            elif c in (OP.INT, OP.LONG):
+                text = line()
+                push(text == b"01" if c == OP.INT and text in (b"00", b"01") else int(text.rstrip(b"L")))
+            elif c == OP.FLOAT:
+                push(float(line()))
+            elif c == OP.STRING:
+                text = line()
+                if len(text) < 2 or text[0] != text[-1] or text[:1] not in (b"'", b'"'):
+                    raise UnpicklingError("STRING opcode argument must be quoted")
+                push(codecs.escape_decode(text[1:-1])[0].decode("latin1"))
+            elif c == OP.UNICODE:
+                push(line().decode("raw-unicode-escape"))
+            elif c == OP.PROTO:
+                if buf[pos] > 5:
                     raise UnpicklingError("unknown pickle protocol")
-            elif c == P.FRAME:
-                read(8)
-            elif c == P.STOP:
+            elif c == OP.FRAME:
+                pass
+            elif c == OP.STOP:
                 if len(stack) != 1 or marks:
                     raise UnpicklingError("malformed pickle (stack not empty at STOP)")
-                return stack[0]
+                return stack[0], pos
             else:  # EXT*, PERSID, NEXT_BUFFER, READONLY_BUFFER, unknown
-                raise UnpicklingError(f"unsupported pickle opcode {c!r}")
-    except UnpicklingError as e:
-        raise UnpicklingError(f"{src.name}: {e} (pickle at byte {start}, opcode at byte {src.pos - 1})") from None
-    except (_FileError, _DtypeError):
+                raise UnpicklingError(f"unsupported pickle opcode {bytes([c])!r}")
+            pos += n
+    except (_OutOfData, UnpicklingError, _FileError, _DtypeError):
         raise
     except (IndexError, KeyError, TypeError, ValueError, OverflowError, UnicodeDecodeError, struct.error) as e:
-        raise UnpicklingError(f"{src.name}: corrupt pickle data at byte {src.pos - 1} "
-                              f"({type(e).__name__}: {e})") from None
+        raise UnpicklingError(f"corrupt pickle data ({type(e).__name__}: {e})") from None
+
+
+def unpickle_at(src, pos, globals_, persistent_load=None, what="pickle", end=None):
+    """Unpickle from byte ``pos`` of ``src`` (up to ``end``, default the file's end), reading a
+    window that grows until the pickle fits; returns ``(object, end of the pickle)``."""
+    end = src.size if end is None else end
+    size = min(end - pos, 1 << 16)
+    while True:
+        buf = src.read_at(pos, size, what)
+        try:
+            obj, used = unpickle(buf, globals_, persistent_load)
+            return obj, pos + used
+        except _OutOfData:
+            if pos + size >= end:
+                raise src.error(f"{what} at byte {pos} ends early: truncated or corrupt file") from None
+            size = min(end - pos, size * 8)
+        except UnpicklingError as e:
+            raise UnpicklingError(f"{src.name}: {e} ({what} at byte {pos})") from None
 
 
 # -- torch checkpoints -------------------------------------------------------------------------
@@ -611,8 +647,8 @@ class _ZipReader(_TorchReader):
             if order not in (b"little", b"big"):
                 raise self.src.error(f"unknown byte order {order[:16]!r}")
             self.big_endian = order != sys.byteorder.encode()
-        data = self.record(pkls[0])
-        return unpickle(_File(io.BytesIO(data), f"{self.src.name}:{pkls[0]}"), self.globals, self.persistent_load)
+        off, n = _zip_record(self.src, entries[pkls[0]])
+        return unpickle_at(self.src, off, self.globals, self.persistent_load, pkls[0], off + n)[0]
 
     def record(self, name, limit=None):
         off, n = _zip_record(self.src, self.entries[name])
@@ -633,19 +669,20 @@ class _ZipReader(_TorchReader):
 class _LegacyReader(_TorchReader):
     def load(self):
         src = self.src
-        if unpickle(src, {}) != MAGIC_NUMBER:
+        magic, pos = unpickle_at(src, 0, {})
+        if magic != MAGIC_NUMBER:
             raise src.error("not a torch file (wrong magic number)")
-        if unpickle(src, {}) != LEGACY_PROTOCOL:
-            raise src.error("unsupported legacy torch protocol version")
-        if not isinstance(unpickle(src, {}), dict):
+        version, pos = unpickle_at(src, pos, {})
+        if version != LEGACY_PROTOCOL:
+            raise src.error(f"unsupported legacy torch protocol version {version!r:.40}")
+        info, start = unpickle_at(src, pos, {})
+        if not isinstance(info, dict):
             raise src.error("corrupt legacy torch header (system info)")
-        start = src.pos
         self.dry = True  # pass 1: collect the storages (their bytes follow the pickles)
-        unpickle(src, self.globals, self.persistent_load)
-        keys = unpickle(src, {})
+        _, pos = unpickle_at(src, start, self.globals, self.persistent_load)
+        keys, pos = unpickle_at(src, pos, {}, what="storage key list")
         if not isinstance(keys, list) or len(set(map(str, keys))) != len(keys) or set(map(str, keys)) != set(self.storages):
             raise src.error("the legacy storage key list does not match the storages the pickle uses")
-        pos = src.pos
         for key in map(str, keys):
             st = self.storages[key]
             (count,) = struct.unpack("<q", src.read_at(pos, 8, f"size of storage {key!r}"))
@@ -653,8 +690,8 @@ class _LegacyReader(_TorchReader):
                 raise src.error(f"storage {key!r} holds {count} elements, the pickle says {st.nbytes} bytes (corrupt file)")
             st.raw = self.array_at(pos + 8, st.nbytes, f"storage {key!r}")
             pos += 8 + st.nbytes
-        self.dry, src.pos = False, start  # pass 2: build the tensors on the filled storages
-        return unpickle(src, self.globals, self.persistent_load)
+        self.dry = False  # pass 2: build the tensors on the filled storages
+        return unpickle_at(src, start, self.globals, self.persistent_load)[0]
 
     def storage(self, key, dtype, nbytes):
         if sum(s.nbytes for s in self.storages.values()) + nbytes > self.src.size:
@@ -838,7 +875,7 @@ class _Pickler:
             raise AssertionError(type(obj))  # _walk refused it already
 
     def tensor(self, a):
-        key, dtype, offset, strides, numel = self.plan[id(a)]
+        key, dtype, offset, shape, strides, numel = self.plan[id(a)]
         v3 = dtype in V3_DTYPES
         self.glob("torch._utils", "_rebuild_tensor_v3" if v3 else "_rebuild_tensor_v2")
         w = self.out.write
@@ -852,7 +889,7 @@ class _Pickler:
             self.write(v)
         w(pickle.TUPLE + pickle.BINPERSID)
         self.write(offset)
-        self.tuple(a.shape)
+        self.tuple(shape)
         self.tuple(strides)
         w(pickle.NEWFALSE)
         self.glob("collections", "OrderedDict")
@@ -891,7 +928,8 @@ def _plan(arrays):
     NumPy buffer with one dtype share one storage (its bytes from the lowest to the highest
     element they use), so a transposed or sliced array stays a view; an array torch cannot
     express that way (negative strides, byte-swapped, misaligned views) is saved as a contiguous
-    copy. Returns ``{id(a): (key, dtype, offset, strides, storage numel)}`` and ``[(key, bytes)]``."""
+    copy. Returns ``{id(a): (key, dtype, offset, shape, strides, storage numel)}`` (offset and
+    strides in elements) and ``[(key, bytes)]``."""
     plan, records, groups = {}, [], {}
     for a in arrays.values():
         root = a
@@ -912,8 +950,8 @@ def _plan(arrays):
         key = str(len(records))
         records.append((key, root.reshape(-1, order="A").view(np.uint8)[start - lo: end - lo]))
         for s, m, i in zip(starts, members, ids):
-            plan[i] = (key, _torch_dtype_name(m.dtype), (s - start) // isz, tuple(st // isz for st in m.strides),
-                       (end - start) // isz)
+            plan[i] = (key, _torch_dtype_name(m.dtype), (s - start) // isz, m.shape,
+                       tuple(st // isz for st in m.strides), (end - start) // isz)
         return True
 
     for root, members in groups.values():
