@@ -1069,11 +1069,11 @@ def _load(f, mmap=False, upcast=False):
                 mm = _mmap.mmap(fh.fileno(), 0, access=_mmap.ACCESS_COPY)
             except (AttributeError, OSError, io.UnsupportedOperation) as e:
                 raise ValueError(f"mmap=True needs a file on disk (a path or an open file), got {name} ({e})") from None
-        if entries is not None:
-            reader = _ZipReader(src, upcast, mm)
-            return reader.load(entries), "torch zip", reader.origin
-        reader = _LegacyReader(src, upcast, mm)
-        return reader.load(), "torch legacy", reader.origin
+        reader = _ZipReader(src, upcast, mm) if entries is not None else _LegacyReader(src, upcast, mm)
+        try:
+            return reader.load(entries) if entries is not None else reader.load(), f"torch {fmt}", reader.origin
+        finally:  # the allowlist holds bound methods of the reader: break that cycle now, so the
+            reader.globals = reader.storages = None  # storages go as soon as the caller drops them
 
 
 def load(f, *, mmap=False, upcast=False):
