@@ -87,24 +87,25 @@ def _upcast_bf16(raw):
 
 def _resolve_dtype(name, upcast):
     """``(dtype, convert)`` for torch dtype ``name``: ``convert`` is None when the storage bytes
-    are the array's bytes, else ``convert(raw bytes) -> array`` (an upcast copy)."""
+    are the array's bytes, else ``convert(raw bytes) -> array`` (an exact upcast copy)."""
     if name in NUMPY_DTYPES:
         return np.dtype(name), None
-    ml = _ml_dtypes()
     if name == "complex32":
         if upcast:
             return np.dtype(np.complex64), lambda raw: raw.view(np.float16).astype(np.float32).view(np.complex64)
         raise _DtypeError("tensor dtype complex32: NumPy has no complex32; pass upcast=True to get complex64")
-    if name in ML_DTYPES:
-        mldt = getattr(ml, name, None) if ml else None
-        if upcast and name == "bfloat16":
-            return np.dtype(np.float32), _upcast_bf16
-        if mldt is not None:
-            return (np.dtype(np.float32), lambda raw: raw.view(mldt).astype(np.float32)) if upcast else (np.dtype(mldt), None)
+    if name not in ML_DTYPES:
+        raise _DtypeError(f"tensor dtype {name!r} is not supported by fastnn.load")
+    if upcast and name == "bfloat16":  # exact, and needs no ml_dtypes
+        return np.dtype(np.float32), _upcast_bf16
+    ml = getattr(_ml_dtypes(), name, None)
+    if ml is None:
         hint = " or pass upcast=True to get float32" if name == "bfloat16" else ""
         raise _DtypeError(f"tensor dtype {name}: NumPy has no {name}; install the ml_dtypes package "
-                        f"(pip install ml_dtypes, or pip install fastnn[io]){hint}")
-    raise _DtypeError(f"tensor dtype {name!r} is not supported by fastnn.load")
+                          f"(pip install ml_dtypes, or pip install fastnn[io]){hint}")
+    if upcast:
+        return np.dtype(np.float32), lambda raw: raw.view(ml).astype(np.float32)
+    return np.dtype(ml), None
 
 
 def _torch_dtype_name(dt):
@@ -643,18 +644,13 @@ class _ZipReader(_TorchReader):
         self.prefix = pkls[0][: -len("data.pkl")]
         self.entries = entries
         if self.prefix + "byteorder" in entries:
-            order = self.record(self.prefix + "byteorder", 16)
+            off, n = _zip_record(self.src, entries[self.prefix + "byteorder"])
+            order = self.src.read_at(off, min(n, 16), "byteorder record")
             if order not in (b"little", b"big"):
-                raise self.src.error(f"unknown byte order {order[:16]!r}")
+                raise self.src.error(f"unknown byte order {order!r}")
             self.big_endian = order != sys.byteorder.encode()
         off, n = _zip_record(self.src, entries[pkls[0]])
         return unpickle_at(self.src, off, self.globals, self.persistent_load, pkls[0], off + n)[0]
-
-    def record(self, name, limit=None):
-        off, n = _zip_record(self.src, self.entries[name])
-        if limit is not None and n > limit:
-            raise self.src.error(f"record {name} is {n} bytes, expected at most {limit}")
-        return self.src.read_at(off, n, f"record {name}")
 
     def storage(self, key, dtype, nbytes):
         name = f"{self.prefix}data/{key}"
@@ -694,7 +690,8 @@ class _LegacyReader(_TorchReader):
         return unpickle_at(src, start, self.globals, self.persistent_load)[0]
 
     def storage(self, key, dtype, nbytes):
-        if sum(s.nbytes for s in self.storages.values()) + nbytes > self.src.size:
+        self.total = getattr(self, "total", 0) + nbytes
+        if self.total > self.src.size:
             raise self.src.error(f"storage {key!r} of {nbytes} bytes: the storages need more bytes than the file has")
         return _Storage(key, dtype, nbytes)
 
@@ -1021,14 +1018,15 @@ def _load_npz(src):
                     if read_header is None:
                         raise ValueError(f"member {info.filename}: unsupported .npy version {version}")
                     shape, _, dtype = read_header(m)
-                    if dtype.hasobject or math.prod(shape) * dtype.itemsize > info.file_size:
-                        raise ValueError(f"member {info.filename}: {'object arrays are refused' if dtype.hasobject else f'shape {shape} of {dtype} needs more bytes than the member holds'}")
+                    if dtype.hasobject:
+                        raise ValueError(f"member {info.filename}: object arrays are refused (they are pickles)")
+                    if math.prod(shape) * dtype.itemsize > info.file_size:
+                        raise ValueError(f"member {info.filename}: shape {shape} of {dtype} needs more bytes "
+                                         "than the member holds")
                 with z.open(info) as m:
                     out[info.filename[:-4] if info.filename.endswith(".npy") else info.filename] = \
                         np.lib.format.read_array(m, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
-        if str(e).startswith(src.name):
-            raise
         raise src.error(f"corrupt .npz file ({type(e).__name__}: {e})") from None
     return out
 
@@ -1116,7 +1114,7 @@ def load(f, *, mmap=False, upcast=False):
 
     Examples
     --------
-    >>> import fastnn, io
+    >>> import io, numpy as np, fastnn
     >>> f = io.BytesIO()
     >>> fastnn.save({"w": np.ones((2, 3), np.float32)}, f)
     >>> fastnn.load(f)["w"].shape                             # the file torch.save would write
@@ -1133,13 +1131,28 @@ def load(f, *, mmap=False, upcast=False):
 def save(obj, f, *, format=None):
     """Write ``obj`` (arrays in dicts, lists, tuples; numbers, strings, None) to ``f``.
 
-    ``format="torch"`` (the default) writes torch's zip checkpoint format, which
-    ``torch.load(f, weights_only=True)`` and :func:`load` read back: arrays become tensors
-    (dtype, shape and strides kept; arrays that view one buffer share one storage),
-    ``OrderedDict`` stays ``OrderedDict`` (so ``Module.state_dict()`` goes in as is), NumPy
-    scalars become Python numbers. ``"safetensors"`` (needs the ``safetensors`` package) and
-    ``"npz"`` take a flat dict of name -> array. Without ``format`` a path ending in
-    ``.safetensors`` or ``.npz`` picks that format.
+    Parameters
+    ----------
+    obj : object
+        For ``"torch"``: a tree of ``dict`` (``OrderedDict`` stays one, so ``Module.state_dict()``
+        goes in as is), ``list``, ``tuple``, arrays (any shape and layout; every dtype torch
+        has, bfloat16/float8 as ``ml_dtypes`` arrays), numbers, strings and None; NumPy scalars
+        are saved as Python numbers. For ``"safetensors"`` and ``"npz"``: a flat dict of
+        name -> array.
+    f : str, os.PathLike or binary file object
+    format : {"torch", "safetensors", "npz"}, optional
+        Default: from the path's suffix (``.safetensors``, ``.npz``), else ``"torch"``: torch's
+        zip checkpoint format, which ``torch.load(f, weights_only=True)`` and :func:`load` read
+        back with dtypes, shapes and strides kept (arrays that view one buffer share one
+        storage, as torch's views do). ``"safetensors"`` needs the ``safetensors`` package.
+
+    Raises
+    ------
+    TypeError
+        Something torch's ``weights_only`` loader could not read back (a set, an object, an
+        array of strings or objects), named by where it is; raised before the file is created.
+    ValueError
+        An unknown ``format``, or an object that contains itself.
 
     Examples
     --------

@@ -139,6 +139,16 @@ def test_containers_numbers_strings_parameters(torch, fmt):
     assert ours["model"]._metadata == theirs["model"]._metadata  # torch's state_dict version info
 
 
+def test_a_single_tensor_both_ways(torch):
+    t = torch.arange(6.0).reshape(2, 3).t()
+    for fmt in FORMATS:
+        ours = fastnn.load(io.BytesIO(torch_bytes(torch, t, fmt)))
+        assert_tree_equal(torch, ours, t)
+    a = np.arange(6.0).reshape(2, 3).T
+    back = torch.load(io.BytesIO(fastnn_bytes(a)), weights_only=True)
+    assert back.stride() == (1, 3) and np.array_equal(back.numpy(), a)
+
+
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_pickle_protocols(torch, fmt, protocol):
