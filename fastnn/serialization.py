@@ -132,7 +132,8 @@ class _File:
 
     def check(self, off, n, what):
         if off < 0 or n < 0 or off + n > self.size:
-            raise self.error(f"{what} needs bytes {off}..{off + n} but the file has {self.size}: truncated or corrupt file")
+            raise self.error(f"{what} needs bytes {off}..{off + n} but the file has {self.size}: "
+                             "truncated or corrupt file")
 
     def read_at(self, off, n, what="data"):
         self.check(off, n, what)
@@ -550,7 +551,8 @@ class _TorchReader:
         if not (isinstance(new_type, _Marker) and new_type.kind == "tensor type"):
             raise UnpicklingError("_rebuild_from_type_v2: only torch.Tensor and Parameter are allowed")
         if not (isinstance(func, _Call) and func.name.startswith("torch._utils._rebuild_")):
-            raise UnpicklingError(f"_rebuild_from_type_v2: expected a tensor rebuild function, got {type(func).__name__}")
+            raise UnpicklingError(f"_rebuild_from_type_v2: expected a tensor rebuild function, "
+                                  f"got {type(func).__name__}")
         return func(args)  # the tensor; its Python attributes (state) are dropped
 
     def _tensor(self, storage, dtype, offset, size, stride, metadata=None):
@@ -559,7 +561,8 @@ class _TorchReader:
         size, stride = _tuple_of(size, "tensor size"), _tuple_of(stride, "tensor stride")
         if type(offset) is not int or offset < 0 or len(size) != len(stride) or len(size) > 64 or \
                 min(size + stride, default=0) < 0:
-            raise UnpicklingError(f"tensor rebuild: bad offset/size/stride {offset!r:.40}, {size!r:.200}, {stride!r:.200}")
+            raise UnpicklingError(f"tensor rebuild: bad offset/size/stride {offset!r:.40}, {size!r:.200}, "
+                                  f"{stride!r:.200}")
         if self.dry:
             return None
         name = dtype or storage.dtype
@@ -658,7 +661,8 @@ class _ZipReader(_TorchReader):
             raise self.src.error(f"storage record {name!r} is missing from the archive")
         off, n = _zip_record(self.src, self.entries[name])
         if nbytes > n:
-            raise self.src.error(f"storage {key!r} needs {nbytes} bytes but its record holds {n} (truncated or corrupt file)")
+            raise self.src.error(f"storage {key!r} needs {nbytes} bytes but its record holds {n} "
+                                 "(truncated or corrupt file)")
         return _Storage(key, dtype, nbytes, self.array_at(off, nbytes, f"storage {key!r}"))
 
 
@@ -677,13 +681,15 @@ class _LegacyReader(_TorchReader):
         self.dry = True  # pass 1: collect the storages (their bytes follow the pickles)
         _, pos = unpickle_at(src, start, self.globals, self.persistent_load)
         keys, pos = unpickle_at(src, pos, {}, what="storage key list")
-        if not isinstance(keys, list) or len(set(map(str, keys))) != len(keys) or set(map(str, keys)) != set(self.storages):
+        names = list(map(str, keys)) if isinstance(keys, list) else None
+        if names is None or len(set(names)) != len(names) or set(names) != set(self.storages):
             raise src.error("the legacy storage key list does not match the storages the pickle uses")
-        for key in map(str, keys):
+        for key in names:
             st = self.storages[key]
             (count,) = struct.unpack("<q", src.read_at(pos, 8, f"size of storage {key!r}"))
             if count * ITEMSIZE[st.dtype or "uint8"] != st.nbytes:
-                raise src.error(f"storage {key!r} holds {count} elements, the pickle says {st.nbytes} bytes (corrupt file)")
+                raise src.error(f"storage {key!r} holds {count} elements, the pickle says {st.nbytes} bytes "
+                                "(corrupt file)")
             st.raw = self.array_at(pos + 8, st.nbytes, f"storage {key!r}")
             pos += 8 + st.nbytes
         self.dry = False  # pass 2: build the tensors on the filled storages
@@ -1040,6 +1046,11 @@ def _detect(src):
         return "safetensors"
     if head[:1] == pickle.PROTO:
         return "legacy"
+    try:  # a legacy file pickled with protocol 1 starts with the magic number as text
+        if unpickle_at(src, 0, {})[0] == MAGIC_NUMBER:
+            return "legacy"
+    except (UnpicklingError, _FileError):
+        pass
     raise src.error(f"not a file fastnn.load reads (a torch checkpoint, safetensors or .npz); it starts with {head!r}")
 
 

@@ -6,6 +6,7 @@ Hostile and corrupt files: tests/test_serialization_hostile.py."""
 import io
 import mmap
 import os
+import pickle
 import sys
 import zipfile
 from collections import OrderedDict
@@ -18,6 +19,7 @@ from fastnn import cli, nn
 from fastnn import serialization as S
 from fnn_testing import assert_close, to_torch
 
+pytestmark = pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 FORMATS = ("zip", "legacy")
 # torch dtype name -> NumPy-side check; the v3 dtypes (uint16.., float8, complex32) are written by
@@ -149,7 +151,7 @@ def test_a_single_tensor_both_ways(torch):
     assert back.stride() == (1, 3) and np.array_equal(back.numpy(), a)
 
 
-@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("protocol", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_pickle_protocols(torch, fmt, protocol):
     obj = {"w": torch.randn(2, 3), "s": ["x" * 300, b"y" * 300, 3.25, -(2**40)], "set": {1}}
@@ -234,6 +236,37 @@ def test_zip_big_endian_byteorder_record(torch):
     assert_tree_equal(torch, {k: ours[k] for k in theirs}, theirs)
 
 
+def _u(text):
+    b = text.encode()
+    return b"X" + len(b).to_bytes(4, "little") + b
+
+
+def test_legacy_storage_views_and_gpu_storage_types(monkeypatch):
+    """What old torch versions wrote and current torch no longer does: a persistent id whose
+    sixth field is a view (key, offset, size) of another storage, and storages saved from a GPU
+    (``torch.cuda.FloatStorage``, location 'cuda:0'). Hand-made, no torch needed."""
+    monkeypatch.setitem(sys.modules, "torch", None)
+    hooks = b"ccollections\nOrderedDict\n)R"
+
+    def tensor(stype, key, numel, view, size):
+        pid = b"(" + _u("storage") + stype + _u(key) + _u("cuda:0") + bytes([ord("K"), numel])
+        pid += (b"(" + _u(view[0]) + b"K" + bytes([view[1]]) + b"K" + bytes([view[2]]) + b"t" if view else b"N")
+        return (b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + b"tQK\x00K" + bytes([size]) + b"\x85K\x01\x85\x89"
+                + hooks + b"tR")
+    fs, ds = b"ctorch.cuda\nFloatStorage\n", b"ctorch\nDoubleStorage\n"
+    pkl = (b"\x80\x02}(" + _u("whole") + tensor(fs, "0", 6, None, 6) + _u("view") + tensor(fs, "0", 6, ("9", 2, 3), 3)
+           + _u("d") + tensor(ds, "1", 2, None, 2) + b"u.")
+    root, d = np.arange(6, dtype="<f4"), np.array([0.5, -1.0], "<f8")
+    data = (pickle.dumps(S.MAGIC_NUMBER, 2) + pickle.dumps(S.LEGACY_PROTOCOL, 2) + pickle.dumps({}, 2) + pkl
+            + pickle.dumps(["0", "1"], 2) + (6).to_bytes(8, "little") + root.tobytes()
+            + (2).to_bytes(8, "little") + d.tobytes())
+    out = fastnn.load(io.BytesIO(data))
+    np.testing.assert_array_equal(out["whole"], root)
+    np.testing.assert_array_equal(out["view"], root[2:5])
+    np.testing.assert_array_equal(out["d"], d)
+    assert np.shares_memory(out["whole"], out["view"])
+
+
 # -- dtypes NumPy lacks ------------------------------------------------------------------------
 def test_bfloat16_without_ml_dtypes_says_how(torch, monkeypatch):
     obj = {"w": typed(torch, "bfloat16"), "wt": typed(torch, "bfloat16").t(), "c": typed(torch, "complex32")}
@@ -280,9 +313,10 @@ def test_save_every_dtype_and_layout_torch_reads_it(torch, name, rng):
     else:
         dt = np.dtype(name)
     base = (rng.standard_normal((5, 7)) * 50).astype(np.float32).astype(dt) if dt.kind != "b" else rng.random((5, 7)) > 0.5
+    swapped = base.astype(base.dtype.newbyteorder()) if dt.kind in "iufc" and dt.itemsize > 1 else base
     obj = OrderedDict(base=base, t=base.T, step=base[1:, ::3], row=base[2], scalar=base[1, 1][()],
                       zero_d=base[1:2, 1:2].reshape(()), empty=base[:0], F=np.asfortranarray(base),
-                      rev=base[::-1], swapped=base.astype(base.dtype.newbyteorder()) if dt.kind in "iufc" and dt.itemsize > 1 else base)
+                      rev=base[::-1], swapped=swapped)
     data = fastnn_bytes(obj)
     theirs = torch.load(io.BytesIO(data), weights_only=True)
     assert type(theirs) is OrderedDict and list(theirs) == list(obj)
