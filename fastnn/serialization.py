@@ -491,6 +491,18 @@ def unpickle_at(src, pos, globals_, persistent_load=None, what="pickle", end=Non
 
 
 # -- torch checkpoints -------------------------------------------------------------------------
+def _buffer(nbytes):
+    """Fresh memory for ``nbytes`` of storage (a uint8 array), about to be filled by a read.
+
+    Large buffers come from an anonymous private map: NumPy's allocator asks the kernel for
+    transparent huge pages from 4 MiB on, and on a busy machine their compaction made loading
+    a 200 MiB checkpoint twice as slow (docs/performance.md). Freed with the last array viewing it.
+    """
+    if nbytes < 1 << 22 or not hasattr(_mmap, "MAP_PRIVATE"):
+        return np.empty(nbytes, np.uint8)
+    return np.frombuffer(_mmap.mmap(-1, nbytes, flags=_mmap.MAP_PRIVATE), np.uint8)
+
+
 class _Storage:
     """A torch storage: ``raw`` holds its bytes (uint8) once read; ``dtype`` its torch dtype."""
 
@@ -633,7 +645,7 @@ class _TorchReader:
         self.src.check(off, nbytes, what)
         if self.mm is not None and nbytes:
             return np.frombuffer(self.mm, np.uint8, nbytes, self.src.base + off)
-        raw = np.empty(nbytes, np.uint8)
+        raw = _buffer(nbytes)
         self.src.readinto_at(off, raw, what)
         return raw
 

@@ -209,6 +209,20 @@ def test_mmap_views_the_file_and_never_writes_it(torch, tmp_path, fmt):
     assert ours["t"][0, 0] == 1234.0 and p.read_bytes() == before
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_large_storages(torch, tmp_path, fmt):
+    """Storages from 4 MiB on are read into anonymous maps (no transparent huge pages): still
+    writable arrays with torch's values, views sharing them."""
+    t = torch.randn(1100, 1000)  # 4.2 MiB
+    p = tmp_path / "big.pt"
+    torch.save({"w": t, "wt": t.t(), "small": t[0, :10]}, p, _use_new_zipfile_serialization=fmt == "zip")
+    ours = fastnn.load(p)
+    assert_tree_equal(torch, ours, {"w": t, "wt": t.t(), "small": t[0, :10]})
+    assert ours["w"].flags.writeable and np.shares_memory(ours["w"], ours["small"])
+    ours["w"][0, 0] = 7.0
+    assert ours["small"][0] == 7.0 and ours["wt"][0, 0] == 7.0
+
+
 def test_zip_big_endian_byteorder_record(torch):
     """A zip file written on a big-endian machine holds big-endian storages and says so in its
     'byteorder' record (torch.load swaps them). Made here by rewriting a little-endian file."""

@@ -24,6 +24,19 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 SYSTEM = f"{os.system.__module__}.system"  # 'posix.system' on Linux
 
 
+@pytest.fixture(autouse=True)
+def small_buffers_only(monkeypatch):
+    """Every file here is a few KiB: a storage buffer past 1 MiB means a size from the file was
+    trusted. (Large buffers are anonymous maps, which tracemalloc does not see.)"""
+    real = S._buffer
+
+    def spy(nbytes):
+        assert nbytes <= 1 << 20, f"allocated {nbytes} bytes for a storage"
+        return real(nbytes)
+
+    monkeypatch.setattr(S, "_buffer", spy)
+
+
 class Reduce:
     """Pickles as ``fn(*args)``: what a malicious checkpoint carries."""
 

@@ -118,32 +118,35 @@ print(json.dumps({"first_s": first, "times_s": times, "peak_extra_bytes": peak})
 """
 
 
-def measure(lib, fmt, mmap=False, rounds=5, processes=3):
-    """``lib`` ('fastnn' or 'torch') loading the ``fmt`` file in ``processes`` fresh processes."""
-    path = state_dict_file(fmt)
-    runs = []
-    for _ in range(processes):
-        out = subprocess.run([sys.executable, "-c", _CHILD, lib, path, "1" if mmap else "0", str(rounds)],
-                             check=True, capture_output=True, text=True).stdout
-        runs.append(json.loads(out.strip().splitlines()[-1]))
-    return {"first_s": statistics.median(r["first_s"] for r in runs),
-            "median_s": statistics.median(t for r in runs for t in r["times_s"]),
-            "peak_extra_bytes": max(r["peak_extra_bytes"] for r in runs), "file_bytes": os.path.getsize(path)}
+def _child(lib, fmt, mmap, rounds):
+    out = subprocess.run([sys.executable, "-c", _CHILD, lib, state_dict_file(fmt), "1" if mmap else "0", str(rounds)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def main():
+def main(processes=5, rounds=5):
+    """Print a markdown table: each (file, library) loaded in ``processes`` fresh processes,
+    interleaved (fastnn, torch, fastnn, ...) so a busy machine's noise hits both alike."""
     import platform
 
     libs = ["fastnn"] + (["torch"] if importlib.util.find_spec("torch") else [])
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"{SHAPE}; fresh processes (median of 3 first loads, median of 3x5 next loads)\n")
-    print("| file | library | first load s | next loads s (median) | peak extra memory | × file |")
+    configs = [(fmt, mmap, lib) for fmt, mmap in (("zip", False), ("legacy", False), ("zip", True)) for lib in libs]
+    runs = {c: [] for c in configs}
+    for _ in range(processes):
+        for c in configs:
+            runs[c].append(_child(c[2], c[0], c[1], rounds))
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; {SHAPE}; {processes} fresh "
+          f"processes each, interleaved; first load of each process, then {rounds} more per process\n")
+    print("| file | library | first load s, median (min) | next loads s, median | peak extra memory | × file |")
     print("|---|---|---|---|---|---|")
-    for fmt, mmap in (("zip", False), ("legacy", False), ("zip", True)):
-        for lib in libs:
-            r = measure(lib, fmt, mmap)
-            print(f"| {fmt}{', mmap' if mmap else ''} | {lib} | {r['first_s']:.3f} | {r['median_s']:.3f} | "
-                  f"{r['peak_extra_bytes'] / 2**20:.1f} MiB | {r['peak_extra_bytes'] / r['file_bytes']:.2f} |")
+    for fmt, mmap, lib in configs:
+        r = runs[(fmt, mmap, lib)]
+        first = [x["first_s"] for x in r]
+        peak = max(x["peak_extra_bytes"] for x in r)
+        size = os.path.getsize(state_dict_file(fmt))
+        print(f"| {fmt}{', mmap' if mmap else ''} | {lib} | {statistics.median(first):.3f} ({min(first):.3f}) | "
+              f"{statistics.median(t for x in r for t in x['times_s']):.3f} | {peak / 2**20:.1f} MiB | "
+              f"{peak / size:.2f} |")
 
 
 if __name__ == "__main__":
