@@ -107,7 +107,7 @@ def _inspect(args):
     nbytes = sum(r[3] * serialization.ITEMSIZE.get(r[1], r[4].itemsize) for r in rows)
     size = next((f"{nbytes / 2**e:.1f} {u}" for e, u in ((30, "GiB"), (20, "MiB"), (10, "KiB")) if nbytes >= 2**e),
                 f"{nbytes} bytes")
-    print(f"total: {len(rows)} tensors, {n:,} parameters, {size}"
+    print(f"total: {len(rows)} tensor{'s' * (len(rows) != 1)}, {n:,} parameters, {size}"
           + (f"; {others} other values (numbers, strings, None)" if others else ""))
     return 0
 
