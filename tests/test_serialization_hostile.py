@@ -185,7 +185,7 @@ def test_every_truncation_is_a_clear_error(kind):
     data = FILES[kind]
     load_bytes(data)  # the whole file loads
     for n in range(len(data)):
-        with pytest.raises(ValueError, match=r"truncated|corrupt|not a file|wrong magic|refusing|empty file|zip"):
+        with pytest.raises(ValueError, match=r"truncated|corrupt|not a file|empty file"):
             load_bytes(data[:n])
 
 
