@@ -410,9 +410,11 @@ def unpickle(buf, globals_, persistent_load=None):
                 state = pop()
                 obj = stack[-1]
                 # torch's state dicts are OrderedDicts with a ``_metadata`` attribute: the only
-                # BUILD a weights file needs sets plain attributes on an OrderedDict.
-                if not (type(obj) is OrderedDict and isinstance(state, dict) and all(type(k) is str for k in state)):
-                    raise UnpicklingError(f"BUILD on a {type(obj).__name__} is not allowed")
+                # BUILD a weights file needs sets plain attributes on an OrderedDict (none that
+                # would hide a method, like ``keys``).
+                if not (type(obj) is OrderedDict and isinstance(state, dict) and
+                        all(type(k) is str and not hasattr(OrderedDict, k) for k in state)):
+                    raise UnpicklingError(f"BUILD on a {type(obj).__name__} with this state is not allowed")
                 obj.__dict__.update(state)
             elif c in (OP.NEWOBJ, OP.NEWOBJ_EX):
                 kwargs = pop() if c == OP.NEWOBJ_EX else None

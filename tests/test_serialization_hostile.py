@@ -142,8 +142,9 @@ def test_payloads_are_live(tmp_path, name):
     (b"\x80\x02ctorch\nFloatStorage\n)R.", "refusing to call _Marker"),        # REDUCE on a storage class
     (b"\x80\x02ctorch\nFloatStorage\n)\x81.", "refusing to call _Marker"),     # NEWOBJ
     (b"\x80\x02K\x01)R.", "refusing to call int"),                              # REDUCE on data
-    (b"\x80\x02]}b.", "BUILD on a list is not allowed"),
+    (b"\x80\x02]}b.", "BUILD on a list with this state is not allowed"),
     (b"\x80\x02ccollections\nOrderedDict\n)R}b.", None),  # BUILD with a plain dict on an OrderedDict: allowed
+    (b"\x80\x02ccollections\nOrderedDict\n)R}X\x04\x00\x00\x00keysK\x01sb.", "BUILD on a OrderedDict"),  # hides .keys()
     (b"\x80\x02\x82\x01.", "unsupported pickle opcode"),                        # EXT1 (copyreg registry)
     (b"\x80\x02P1\n.", "unsupported pickle opcode"),                            # text persistent id
     (b"\x80\x05\x97.", "unsupported pickle opcode"),                            # NEXT_BUFFER
