@@ -21,10 +21,12 @@ from ._config import get_num_threads, set_num_threads
 from ._dispatch import backends, get_backend, set_backend, use_backend
 from ._random import manual_seed
 from . import functional, nn, optim  # noqa: E402
+from .serialization import UnpicklingError, load, save
 
 __version__ = "0.1.0"
 __all__ = [
     "backends", "set_backend", "get_backend", "use_backend",
     "set_num_threads", "get_num_threads", "manual_seed",
+    "load", "save", "UnpicklingError",
     "functional", "nn", "optim", "__version__",
 ]

@@ -1,4 +1,4 @@
-"""The ``fastnn`` command: ``info``, ``train <model>``, ``bench``."""
+"""The ``fastnn`` command: ``info``, ``train <model>``, ``bench``, ``inspect FILE``."""
 import argparse
 import sys
 
@@ -82,6 +82,43 @@ def _bench(args):
     return 0
 
 
+def _inspect(args):
+    import numpy as np
+
+    from . import serialization
+
+    # upcast only when NumPy cannot hold a dtype; the table shows the dtype the file has
+    obj, fmt, origin = serialization._load(args.file, mmap=True, upcast=serialization._ml_dtypes() is None)
+    rows, others = [], 0
+
+    def walk(o, name):
+        nonlocal others
+        if isinstance(o, np.ndarray):
+            rows.append((name or "(root)", origin.get(id(o), o.dtype.name), str(o.shape), o.size, o))
+        elif isinstance(o, dict):
+            for k, v in o.items():
+                walk(v, f"{name}.{k}" if name else str(k))
+        elif isinstance(o, (list, tuple)):
+            for i, v in enumerate(o):
+                walk(v, f"{name}.{i}" if name else str(i))
+        else:
+            others += 1
+
+    walk(obj, "")
+    head = ("name", "dtype", "shape", "size")
+    widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(head)]
+    print(f"{args.file}: {fmt}")
+    for r in [head] + rows:
+        print("  ".join(str(v).ljust(w) if i < 3 else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip())
+    n = sum(r[3] for r in rows)
+    nbytes = sum(r[3] * serialization.ITEMSIZE.get(r[1], r[4].itemsize) for r in rows)
+    size = next((f"{nbytes / 2**e:.1f} {u}" for e, u in ((30, "GiB"), (20, "MiB"), (10, "KiB")) if nbytes >= 2**e),
+                f"{nbytes} bytes")
+    print(f"total: {len(rows)} tensor{'s' * (len(rows) != 1)}, {n:,} parameters, {size}"
+          + (f"; {others} other values (numbers, strings, None)" if others else ""))
+    return 0
+
+
 def _at_least(minimum):
     def parse(v):
         try:
@@ -127,6 +164,9 @@ def build_parser():
     b.add_argument("--update-doc", default=None, help="rewrite the <!-- bench:OP --> tables of this markdown file")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=_bench)
+    i = sub.add_parser("inspect", help="the tensors of a torch checkpoint, safetensors or .npz file")
+    i.add_argument("file")
+    i.set_defaults(func=_inspect)
     return p
 
 
@@ -134,7 +174,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, OSError, ImportError) as e:
         print(f"fastnn: error: {e}", file=sys.stderr)
         return 2
 

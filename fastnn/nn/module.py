@@ -197,7 +197,9 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into the parameters, casting to the module's dtype (as torch).
 
-        Accepts a torch state_dict converted with ``{k: v.numpy() for k, v in sd.items()}``.
+        Accepts what :func:`fastnn.load` returns for a torch checkpoint (bfloat16/float8 arrays
+        from ``ml_dtypes`` too) and a torch state_dict converted with ``{k: v.numpy() for k, v in
+        sd.items()}``.
         With ``strict`` a missing or unexpected key raises ``KeyError``; a wrong shape raises
         ``ValueError``; a non-numeric value ``TypeError``. Nothing is copied unless all pass.
         Returns ``(missing_keys, unexpected_keys)``.
@@ -217,7 +219,8 @@ class Module:
                 continue
             value = state_dict[name]
             arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
-            if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+            # real numbers: NumPy's, and ml_dtypes' bfloat16/float8 (safely castable to float64)
+            if arr.dtype == np.bool_ or not (arr.dtype.kind in "fiu" or np.can_cast(arr.dtype, np.float64)):
                 raise TypeError(f"state_dict[{name!r}]: expected a real numeric array, got dtype {arr.dtype}")
             if arr.shape != p.data.shape:
                 raise ValueError(f"state_dict[{name!r}]: expected shape {p.data.shape}, got {arr.shape}")
