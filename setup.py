@@ -68,7 +68,7 @@ setup(
     packages=["fastnn", "fastnn.functional", "fastnn.nn", "fastnn.benchmarks", "fastnn.kernels"]
     + [f"fastnn.kernels.{os.path.basename(os.path.dirname(init))}" for init in sorted(glob.glob("kernels/*/__init__.py"))],
     package_dir={"fastnn": "fastnn", "fastnn.kernels": "kernels"},
-    ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, quiet=True,
+    ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, quiet=True, include_path=["kernels"],
                           build_dir=os.path.join("build", f"cython-{MODE}"), force=_previous != MODE),
     zip_safe=False,
 )

@@ -27,8 +27,37 @@ def _cpu_count():
 
 
 def get_num_threads():
-    """Number of threads fastnn's kernels use (Numba, OpenMP ``prange`` and BLAS)."""
+    """Number of threads fastnn's kernels use (Numba, OpenMP ``prange`` and BLAS).
+
+    1 in a process forked after fastnn's OpenMP or Numba threads ran (see :func:`forked_child`).
+    """
+    if _forked:
+        return 1
     return _num_threads if _num_threads is not None else _cpu_count()
+
+
+_forked = False  # this process was forked after an OpenMP runtime was loaded
+
+
+def forked_child():
+    """True in a process forked (``os.fork``, multiprocessing's default start method on Linux)
+    from one whose OpenMP runtime was loaded. GNU OpenMP does not survive fork: a child that
+    starts a thread team hangs, and Numba's OpenMP layer ends such a child on purpose. So
+    there fastnn runs one thread (an OpenMP region of one thread starts no team) and the
+    dispatcher gives Numba's work to the Cython kernels (see :func:`fastnn._dispatch.kernel`).
+    """
+    return _forked
+
+
+def _after_fork_in_child():
+    global _forked, _local
+    _local = threading.local()
+    if _numba_started or _openmp_loaded():
+        _forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def set_num_threads(n):

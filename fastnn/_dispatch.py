@@ -180,16 +180,36 @@ def kernel(family, name, work=0, backend=None):
     backend : str, optional
         Force a backend; default: :func:`get_backend`.
     """
-    b = backend or get_backend()
+    b = asked = backend or get_backend()
     if b == "auto":
         b = auto_backend(family, name, work)
     if b == "numba":
-        _config.sync_numba_threads()
+        if _config.forked_child():
+            b = _no_numba_after_fork(warn=asked == "numba")
+        else:
+            _config.sync_numba_threads()
     key = (family, b, name)
     fn = _kernels.get(key)
     if fn is None:
         fn = _kernels[key] = getattr(_module(family, b), name)
     return fn
+
+
+def _no_numba_after_fork(warn):
+    """The backend that runs Numba's work in a forked child (see :func:`fastnn._config.forked_child`);
+    says so once when the user chose Numba."""
+    b = "cython" if is_available("cython") else "numpy"
+    if warn and not _warned_fork:
+        _warned_fork.append(True)
+        import warnings
+
+        warnings.warn(f"fastnn: this process was forked after OpenMP threads ran, and Numba's OpenMP kernels "
+                      f"cannot run in it; using the {b} kernels on one thread instead (start worker processes "
+                      "with the 'spawn' method to keep every backend)", RuntimeWarning, stacklevel=3)
+    return b
+
+
+_warned_fork = []
 
 
 def _init_from_env():

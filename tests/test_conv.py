@@ -154,7 +154,8 @@ def test_parallel_direct_kernel_repeatable(fast_backend):
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 def test_works_in_a_forked_child(fast_backend):
-    # the im2col driver's thread pool does not survive fork(); the child must start its own
+    # GNU OpenMP's thread team does not survive fork(): the child runs one thread (and Numba's
+    # work on the Cython kernels), and gets the same result
     import os
 
     x, w = np.ones((8, 16, 6, 6)), np.ones((16, 16, 3, 3))

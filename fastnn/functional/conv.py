@@ -76,7 +76,13 @@ def _conv_args(x, weight, stride, padding, dilation, groups):
     return x, weight, stride, pad, dilation, groups, out_shape
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def _activation(activation):
+    if activation not in (None, "relu"):
+        raise ValueError(f"activation: expected None or 'relu', got {activation!r}")
+    return activation == "relu"
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None):
     """2-D convolution (cross-correlation, like ``torch.nn.functional.conv2d``), NCHW.
 
     Parameters
@@ -89,6 +95,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         size; needs stride 1; an odd total pads one more at the bottom/right, like torch)
     dilation : int or (int, int), >= 1
     groups : int, divides C_in and C_out (``groups == C_in`` is depthwise)
+    activation : None or "relu", keyword-only (fastnn's, not torch's)
+        ``"relu"`` returns ``relu(conv2d(...))``, the ReLU applied while each image's output is
+        in cache (``nn.Sequential`` fuses a ``Conv2d`` followed by a ``ReLU`` this way).
 
     Returns
     -------
@@ -104,6 +113,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     (2, 4, 8, 8)
     """
     x, w, stride, pad, dilation, groups, out_shape = _conv_args(input, weight, stride, padding, dilation, groups)
+    relu = _activation(activation)
     if bias is not None:
         bias = _v.float_array(bias, "bias")
         _v.shape(bias, "bias", (w.shape[0],))
@@ -114,12 +124,13 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         return out
     work = out.size * w[0].size
     _d.kernel("conv2d", "conv2d_forward", work)(
-        _v.contiguous(x), _v.contiguous(w), bias, out, stride, pad, dilation, groups
+        _v.contiguous(x), _v.contiguous(w), bias, out, stride, pad, dilation, groups, relu
     )
     return out
 
 
-def conv2d_backward(grad_out, input, weight, stride=1, padding=0, dilation=1, groups=1, need_input_grad=True):
+def conv2d_backward(grad_out, input, weight, stride=1, padding=0, dilation=1, groups=1, need_input_grad=True, *,
+                    activation=None, output=None):
     """Gradients of :func:`conv2d` with respect to the input, the weight and the bias.
 
     Parameters
@@ -130,6 +141,11 @@ def conv2d_backward(grad_out, input, weight, stride=1, padding=0, dilation=1, gr
         As given to :func:`conv2d`.
     need_input_grad : bool, default True
         False skips ``grad_input`` (a first layer's input needs none) and returns None for it.
+    activation, output : keyword-only
+        With ``activation="relu"``, ``grad_out`` is the gradient with respect to the ReLU's
+        output and ``output`` is that output (what ``conv2d(..., activation="relu")``
+        returned); the gradient goes through the ReLU (none where ``output <= 0``) in the same
+        pass.
 
     Returns
     -------
@@ -141,6 +157,16 @@ def conv2d_backward(grad_out, input, weight, stride=1, padding=0, dilation=1, gr
     grad_out = _v.float_array(grad_out, "grad_out")
     _v.same_dtype("input", x, grad_out=grad_out)
     _v.shape(grad_out, "grad_out", out_shape)
+    y = None
+    if _activation(activation):
+        if output is None:
+            raise ValueError("output: expected the output of conv2d(..., activation='relu'), got None")
+        y = _v.float_array(output, "output")
+        _v.same_dtype("input", x, output=y)
+        _v.shape(y, "output", out_shape)
+        y = _v.contiguous(y)
+    elif output is not None:
+        raise ValueError("output: only used with activation='relu', got an array with activation=None")
     grad_x = np.empty(x.shape, dtype=x.dtype) if need_input_grad else None
     grad_w = np.empty(w.shape, dtype=x.dtype)
     grad_b = np.empty(w.shape[0], dtype=x.dtype)
@@ -153,7 +179,7 @@ def conv2d_backward(grad_out, input, weight, stride=1, padding=0, dilation=1, gr
     work = grad_out.size * w[0].size
     _d.kernel("conv2d", "conv2d_backward", work)(
         _v.contiguous(grad_out), _v.contiguous(x), _v.contiguous(w), grad_x, grad_w, grad_b,
-        stride, pad, dilation, groups,
+        stride, pad, dilation, groups, y,
     )
     return grad_x, grad_w, grad_b
 

@@ -4,11 +4,13 @@ Shared signature of every backend (arrays C-contiguous, one float dtype, outputs
 the caller; ``stride=(sh, sw)``, ``padding=(top, bottom, left, right)`` already resolved by the
 functional layer, ``dilation=(dh, dw)``)::
 
-    conv2d_forward(x, w, b, out, stride, padding, dilation, groups)
-        x (N, C, H, W), w (K, C // groups, KH, KW), b (K,) | None, out (N, K, OH, OW)
-    conv2d_backward(grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups)
+    conv2d_forward(x, w, b, out, stride, padding, dilation, groups, relu=False)
+        x (N, C, H, W), w (K, C // groups, KH, KW), b (K,) | None, out (N, K, OH, OW);
+        ``relu``: out = relu(conv + bias), fused
+    conv2d_backward(grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups, y=None)
         grad_out (N, K, OH, OW); grad_x (N, C, H, W) | None (not computed), grad_w like w,
-        grad_b (K,) | None
+        grad_b (K,) | None; ``y`` (N, K, OH, OW) | None: the output of a fused-ReLU forward,
+        grad_out then being the gradient of that ReLU's output
 
 with ``OH = (H + top + bottom - dh * (KH - 1) - 1) // sh + 1`` (``OW`` alike). The kernels
 overwrite their outputs (no accumulation).
@@ -19,8 +21,9 @@ Strategies
 * ``numpy``: im2col with ``sliding_window_view`` per batch chunk and one ``tensordot``/GEMM
   per group;
 * ``numba`` / ``cython``: a *direct* parallel kernel (narrow groups, e.g. depthwise) and an
-  *im2col/col2im* feeding single-threaded BLAS GEMMs on batch chunks spread over threads
-  (``_gemm.py``; everything else). :func:`choose_strategy` is the one rule both backends use.
+  *im2col/col2im* strategy: one parallel region, each thread unrolling its images and calling
+  single-threaded BLAS GEMMs itself (``_gemm.py``; everything else). :func:`choose_strategy`
+  is the one rule both backends use.
 """
 
 # im2col buffers are built per batch chunk of at most this many bytes (see choose_chunk)

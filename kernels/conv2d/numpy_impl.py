@@ -23,7 +23,7 @@ def _windows(x, padding, kh, kw, stride, dilation, oh, ow):
     return v[:, :, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw, ::dh, ::dw]
 
 
-def conv2d_forward(x, w, b, out, stride, padding, dilation, groups):
+def conv2d_forward(x, w, b, out, stride, padding, dilation, groups, relu=False):
     N, C = x.shape[:2]
     K, cg, kh, kw = w.shape
     kg = K // groups
@@ -36,9 +36,13 @@ def conv2d_forward(x, w, b, out, stride, padding, dilation, groups):
             out[n0 : n0 + step, g * kg : (g + 1) * kg] = y.transpose(0, 3, 1, 2)  # (n, OH, OW, kg) -> NCHW
     if b is not None:
         out += b[None, :, None, None]
+    if relu:
+        np.maximum(out, 0, out=out)  # NaN stays NaN, as torch's ReLU
 
 
-def conv2d_backward(grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups):
+def conv2d_backward(grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups, y=None):
+    if y is not None:  # through the fused ReLU: no gradient where its output was <= 0
+        grad_out = np.where(y <= 0, 0, grad_out).astype(grad_out.dtype)
     N, C, H, W = x.shape
     K, cg, kh, kw = w.shape
     kg = K // groups

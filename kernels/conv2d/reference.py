@@ -27,7 +27,7 @@ def _pad(x, padding):
     return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
 
 
-def conv2d_forward(x, w, b, out, stride, padding, dilation, groups):
+def conv2d_forward(x, w, b, out, stride, padding, dilation, groups, relu=False):
     xp = _pad(x, padding)
     K, cg, kh, kw = w.shape
     kg = K // groups
@@ -41,9 +41,13 @@ def conv2d_forward(x, w, b, out, stride, padding, dilation, groups):
                 out[:, g * kg : (g + 1) * kg, i, j] = np.tensordot(xs, ws, axes=([1, 2, 3], [1, 2, 3]))
     if b is not None:
         out += b[None, :, None, None]
+    if relu:
+        np.maximum(out, 0, out=out)  # NaN stays NaN, as torch's ReLU
 
 
-def conv2d_backward(grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups):
+def conv2d_backward(grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups, y=None):
+    if y is not None:  # through the fused ReLU: no gradient where its output was <= 0
+        grad_out = np.where(y <= 0, 0, grad_out).astype(grad_out.dtype)
     xp = _pad(x, padding)
     gxp = np.zeros_like(xp)
     K, cg, kh, kw = w.shape
