@@ -131,7 +131,8 @@ def build_parser():
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel over the ranks of an MPI job (mlp, cnn): mpiexec -n N fastnn train cnn "
-                        "--distributed; --batch-size is per rank; needs mpi4py (pip install 'fastnn[distributed]')")
+                        "--distributed; each rank takes its share of every --batch-size batch; needs mpi4py "
+                        "(pip install 'fastnn[distributed]')")
     t.set_defaults(func=_train)
     b = sub.add_parser("bench", help="the optimisation ladder of each op against torch, as a report")
     b.add_argument("--ops", default=None, help="comma-separated ops (default: all), e.g. dense,conv2d,attention")

@@ -247,6 +247,7 @@ def test_cli_distributed_training(tmp_path):
     assert len(acc) == 1 and "(2 ranks, 1 threads each)" in acc[0], p.stdout  # rank 0 alone prints
     assert sum(ln.startswith("epoch ") for ln in lines) == 2, p.stdout
     assert "gradient allreduce" in p.stdout
+    assert "2 ranks x 32 samples per step (batch 64)" in p.stdout  # the default batch, split
     assert float(acc[0].split()[2].rstrip("%")) > 50  # the fake digits are learnable: it trained
 
 

@@ -53,7 +53,15 @@ def fit(model, opt, train, test, epochs, batch_size, seed=0, progress=True, log=
 
 def train_mnist(name, epochs=3, batch_size=64, lr=None, seed=0, limit=None, progress=True, log=print,
                 bucket_mb=25, comm=None):
-    """``fastnn train mlp|cnn --distributed``: the single-process model, optimiser and data of
-    :func:`fastnn.train.mnist_setup`, trained with :func:`fit`; ``batch_size`` is per rank."""
+    """``fastnn train mlp|cnn --distributed``: the single-process model, optimiser, data and
+    hyper-parameters of :func:`fastnn.train.mnist_setup`, trained with :func:`fit`.
+
+    ``batch_size`` is the batch of one step over all ranks, as in the single-process command:
+    each rank takes ``ceil(batch_size / world_size)`` samples (all of it when that divides), so
+    adding ranks splits the same optimisation across them instead of changing it (a larger
+    batch would need another learning rate to reach the same accuracy in as many epochs)."""
+    c = get_comm(comm)
+    per_rank = -(-batch_size // c.Get_size())
     model, opt, train, test, gamma = mnist_setup(name, lr, seed, limit)
-    return fit(model, opt, train, test, epochs, batch_size, seed, progress, log, gamma, bucket_mb, get_comm(comm))
+    log(f"{c.Get_size()} ranks x {per_rank} samples per step (batch {per_rank * c.Get_size()})")
+    return fit(model, opt, train, test, epochs, per_rank, seed, progress, log, gamma, bucket_mb, c)
