@@ -7,6 +7,7 @@ arithmetic for the collectives. Bitwise equality across ranks is checked on the 
 The MPI tests skip without mpi4py or mpiexec (``make test`` installs both: mpi4py and the
 mpich wheel are in the test extra).
 """
+import json
 import math
 import os
 import pickle
@@ -349,3 +350,36 @@ def test_shard_covers_every_item_once():
             parts = [np.arange(n)[dist.shard(n, r, world)] for r in range(world)]
             assert np.array_equal(np.concatenate(parts), np.arange(n))
             assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+# -- the measurements behind docs/distributed.md ---------------------------------------------
+
+def test_bench_model_fits_and_formula(tmp_path, capsys):
+    from fastnn.distributed import bench
+
+    alpha, beta = 20e-6, 4e9  # synthetic measurements with a known latency and bandwidth
+    rows = [{"bytes": b, "min_s": alpha + b / beta, "median_s": 2 * (alpha + b / beta)} for b in bench.SIZES]
+    lat, bw = bench.fit_allreduce(rows)
+    assert lat == pytest.approx(alpha + 4 / beta) and bw == pytest.approx(beta, rel=1e-6)
+    assert bench.allreduce_time(1e6, 1, alpha, beta) == 0
+    assert bench.allreduce_time(1e6, 4, alpha, beta) == pytest.approx(4 * alpha + 1.5 * 1e6 / beta)
+    t0, c = 1e-3, 2e-5
+    batches = {str(b): {"min_s": t0 + c * b, "median_s": 0.0} for b in (1, 2, 4, 8, 64)}
+    assert bench.fit_compute(batches) == pytest.approx((t0, c))
+    (tmp_path / "ar.json").write_text(json.dumps({"world": 2, "rows": rows}))
+    (tmp_path / "cp.json").write_text(json.dumps(
+        {"threads": 1, "models": {"m": {"grad_bytes": 10**6, "batches": batches}}}))
+    bench.main(["model", str(tmp_path / "ar.json"), str(tmp_path / "cp.json"), "--global-batch", "64"])
+    out = capsys.readouterr().out
+    t1, t2 = t0 + c * 64, t0 + c * 32 + bench.allreduce_time(10**6, 2, lat, bw)
+    assert f"| {t1 * 1e3:.2f} (1.0x) | {t2 * 1e3:.2f} ({t1 / t2:.1f}x) |" in out
+
+
+@needs_mpi
+def test_bench_allreduce_runs(tmp_path):
+    p = mpirun(2, ["-m", "fastnn.distributed.bench", "allreduce", "--seconds", "0.01", "--max-bytes", "4096",
+                   "--out", str(tmp_path / "ar.json")])
+    assert p.returncode == 0, p.stdout + p.stderr
+    rows = json.loads((tmp_path / "ar.json").read_text())["rows"]
+    assert [r["bytes"] for r in rows] == [4, 16, 64, 256, 1024, 4096]
+    assert all(0 < r["min_s"] <= r["median_s"] for r in rows)
