@@ -1,5 +1,6 @@
 """The ``fastnn`` command: ``info``, ``train <model>``, ``bench``, ``inspect FILE``."""
 import argparse
+import os
 import sys
 
 MODELS = ("mlp", "seq2seq", "cnn",)
@@ -36,6 +37,8 @@ def _train(args):
 
     _config.prefer_passive_openmp()  # this process is ours: idle OpenMP threads sleep (README "Threads")
 
+    if args.distributed:
+        return _train_distributed(args)
     if args.threads:
         fastnn.set_num_threads(args.threads)
     runner = {"mlp": train.train_mlp, "seq2seq": train.train_seq2seq, "cnn": train.train_cnn}[args.model]
@@ -46,6 +49,36 @@ def _train(args):
     with fastnn.use_backend(args.backend):
         acc = runner(**kwargs)
     print(f"test accuracy: {acc * 100:.2f}%")
+    return 0
+
+
+def _train_distributed(args):
+    """``mpiexec -n N fastnn train mlp|cnn --distributed``: every rank runs this; rank 0 prints."""
+    import fastnn
+    from ._config import _cpu_count
+
+    if args.model not in ("mlp", "cnn"):
+        raise ValueError(f"--distributed: expected the model mlp or cnn, got {args.model}")
+    from . import distributed as dist  # only here: `import fastnn` never imports mpi4py
+
+    try:
+        comm = dist.init()  # an uncaught exception on any rank now aborts the whole job
+    except ImportError as e:
+        print(f"fastnn: error: {e}", file=sys.stderr)
+        return 2
+    with dist.abort_on_error(comm):  # one rank's error (even a ValueError) ends every rank
+        if args.threads:
+            fastnn.set_num_threads(args.threads)
+        elif not os.environ.get("FASTNN_NUM_THREADS"):  # the ranks on one machine share its cores
+            fastnn.set_num_threads(max(1, _cpu_count() // dist.get_local_world_size(comm)))
+        lead = comm.Get_rank() == 0
+        with fastnn.use_backend(args.backend):
+            acc = dist.training.train_mnist(
+                args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                limit=args.limit, progress=lead and not args.no_progress, log=print if lead else (lambda *a: None),
+                comm=comm)
+        if lead:
+            print(f"test accuracy: {acc * 100:.2f}% ({comm.Get_size()} ranks, {fastnn.get_num_threads()} threads each)")
     return 0
 
 
@@ -149,6 +182,10 @@ def build_parser():
     t.add_argument("--threads", type=_positive, default=None)
     t.add_argument("--limit", type=_positive, default=None, help="use only the first N training samples")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of an MPI job (mlp, cnn): mpiexec -n N fastnn train cnn "
+                        "--distributed; each rank takes its share of every --batch-size batch; needs mpi4py "
+                        "(pip install 'fastnn[distributed]')")
     t.set_defaults(func=_train)
     b = sub.add_parser("bench", help="the optimisation ladder of each op against torch, as a report")
     b.add_argument("--ops", default=None, help="comma-separated ops (default: all), e.g. dense,conv2d,attention")

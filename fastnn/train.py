@@ -30,15 +30,20 @@ def train_step(model, opt, x, y):
     return float(loss)
 
 
-def evaluate(model, x, y, batch_size=1000):
-    """Classification accuracy of ``model`` on ``(x, y)`` (eval mode, no caches kept)."""
+def count_correct(model, x, y, batch_size=1000):
+    """Number of samples of ``(x, y)`` that ``model`` classifies right (eval mode, no caches kept)."""
     model.eval()
     correct = 0
     with nn.no_grad():
         for i in range(0, len(x), batch_size):
             correct += int((model(x[i : i + batch_size]).argmax(axis=1) == y[i : i + batch_size]).sum())
     model.train()
-    return correct / max(len(x), 1)
+    return correct
+
+
+def evaluate(model, x, y, batch_size=1000):
+    """Classification accuracy of ``model`` on ``(x, y)`` (eval mode, no caches kept)."""
+    return count_correct(model, x, y, batch_size) / max(len(x), 1)
 
 
 def fit(model, opt, train, test, epochs, batch_size, seed=0, progress=True, log=print, lr_gamma=1.0):
@@ -71,17 +76,31 @@ def fit(model, opt, train, test, epochs, batch_size, seed=0, progress=True, log=
     return acc
 
 
-def train_mlp(epochs=3, batch_size=64, lr=6e-3, seed=0, limit=None, progress=True, log=print):
-    """Train the seed's MLP on MNIST with Adam (``lr`` times 0.4 after each epoch); returns
-    the test accuracy (a fraction)."""
+MNIST_LR = {"mlp": 6e-3, "cnn": 1e-3}  # Adam's learning rate of each ``fastnn train`` model
+MNIST_LR_GAMMA = {"mlp": 0.4, "cnn": 1.0}  # and its decay per epoch
+
+
+def mnist_setup(name, lr=None, seed=0, limit=None):
+    """What ``fastnn train mlp|cnn`` trains: ``(model, optimiser, (x_train, y_train), (x_test,
+    y_test), lr_gamma)``; ``limit`` keeps the first ``limit`` training and ``limit // 6`` test
+    samples."""
     from .datasets import mnist
 
-    (xtr, ytr), (xte, yte) = mnist(flatten=True)
+    (xtr, ytr), (xte, yte) = mnist(flatten=name == "mlp")
+    if name == "cnn":
+        xtr, xte = xtr[:, None], xte[:, None]  # (n, 1, 28, 28)
     if limit:
         xtr, ytr, xte, yte = xtr[:limit], ytr[:limit], xte[: max(limit // 6, 1)], yte[: max(limit // 6, 1)]
-    model = mlp(rng=_random.manual_seed(seed))
-    opt = optim.Adam(model.parameters(), lr=lr)
-    return fit(model, opt, (xtr, ytr), (xte, yte), epochs, batch_size, seed, progress, log, lr_gamma=0.4)
+    model = {"mlp": mlp, "cnn": cnn}[name](rng=_random.manual_seed(seed))
+    opt = optim.Adam(model.parameters(), lr=MNIST_LR[name] if lr is None else lr)
+    return model, opt, (xtr, ytr), (xte, yte), MNIST_LR_GAMMA[name]
+
+
+def train_mlp(epochs=3, batch_size=64, lr=MNIST_LR["mlp"], seed=0, limit=None, progress=True, log=print):
+    """Train the seed's MLP on MNIST with Adam (``lr`` times 0.4 after each epoch); returns
+    the test accuracy (a fraction)."""
+    model, opt, train, test, gamma = mnist_setup("mlp", lr, seed, limit)
+    return fit(model, opt, train, test, epochs, batch_size, seed, progress, log, lr_gamma=gamma)
 
 
 # -- seq2seq: reverse a digit string (issue 5) ------------------------------------------------
@@ -224,17 +243,10 @@ def cnn(dtype=np.float32, rng=None):
     )
 
 
-def train_cnn(epochs=3, batch_size=64, lr=1e-3, seed=0, limit=None, progress=True, log=print):
+def train_cnn(epochs=3, batch_size=64, lr=MNIST_LR["cnn"], seed=0, limit=None, progress=True, log=print):
     """Train :func:`cnn` on MNIST with Adam (lr 1e-3); returns the test accuracy (a fraction).
 
     Each epoch logs its time; the issue's target is >= 98.8 % test accuracy within 3 epochs.
     """
-    from .datasets import mnist
-
-    (xtr, ytr), (xte, yte) = mnist()
-    xtr, xte = xtr[:, None], xte[:, None]  # (n, 1, 28, 28)
-    if limit:
-        xtr, ytr, xte, yte = xtr[:limit], ytr[:limit], xte[: max(limit // 6, 1)], yte[: max(limit // 6, 1)]
-    model = cnn(rng=_random.manual_seed(seed))
-    opt = optim.Adam(model.parameters(), lr=lr)
-    return fit(model, opt, (xtr, ytr), (xte, yte), epochs, batch_size, seed, progress, log)
+    model, opt, train, test, gamma = mnist_setup("cnn", lr, seed, limit)
+    return fit(model, opt, train, test, epochs, batch_size, seed, progress, log, lr_gamma=gamma)

@@ -38,3 +38,11 @@ def test_every_cython_kernel_is_an_extension(dist):
     names = {e.name for e in dist.ext_modules}
     for p in pyx:
         assert f"fastnn.kernels.{os.path.basename(os.path.dirname(p))}.cython_impl" in names, p
+
+
+def test_every_fastnn_subpackage_is_listed(dist):
+    pkgs = sorted(os.path.relpath(os.path.dirname(p), ROOT).replace(os.sep, ".")
+                  for p in glob.glob(os.path.join(ROOT, "fastnn", "**", "__init__.py"), recursive=True))
+    assert "fastnn.distributed" in pkgs
+    for pkg in pkgs:
+        assert pkg in dist.packages, pkg
