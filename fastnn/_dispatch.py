@@ -34,9 +34,10 @@ _MODULE = {"reference": "reference", "numpy": "numpy_impl", "numba": "numba_impl
 
 # "family.kernel" (or "family" for all its kernels) -> [(min_work, backend), ...]
 AUTO_RULES = {
-    # BLAS does the work; NumPy's in-place bias add and column sum cost less than waking a team
-    "dense.linear_forward": [(0, "numpy")],
-    "dense.linear_backward": [(0, "numpy")],
+    # GEMMs split over fastnn's OpenMP team, one single-threaded BLAS call per thread: BLAS's own
+    # thread pool beside the team lost to it (either one left spinning slows the other)
+    "dense.linear_forward": [(0, "cython")],
+    "dense.linear_backward": [(0, "cython")],
     # elementwise: NumPy's SIMD loops until a second thread pays off
     "dense.sigmoid_forward": [(0, "numpy"), (1 << 15, "numba")],
     "dense.sigmoid_backward": [(0, "numpy"), (1 << 16, "numba")],

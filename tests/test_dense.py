@@ -315,3 +315,26 @@ def test_dropout_scales_and_masks(dtype):
     np.testing.assert_array_equal(F.dropout_backward(np.full_like(x, 2.0), mask), 2 * mask)
     np.testing.assert_array_equal(F.dropout(x, 0.3, training=False), x)
     np.testing.assert_array_equal(F.dropout(x, 1.0), np.zeros_like(x))
+
+
+@pytest.mark.parametrize("shape", [(64, 300, 200), (3, 700, 300)], ids=["split-rows", "split-columns"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_linear_threaded_gemm_matches_reference(shape, threads, fast_backend, dtype, rng):
+    """Big enough for the compiled backends to split the GEMMs over threads (by rows of the
+    output, or by its columns when there are few rows): the reference's result, every time."""
+    M, K, N = shape
+    x, w, b = rng.standard_normal((M, K)), rng.standard_normal((N, K)), rng.standard_normal(N)
+    g = rng.standard_normal((M, N))
+    with fastnn.use_backend("reference"):
+        want = [F.linear(x, w, b), *F.linear_backward(g, x, w)]
+    old = fastnn.get_num_threads()
+    fastnn.set_num_threads(threads)
+    try:
+        c = [a.astype(dtype) for a in (x, w, b, g)]
+        got = [F.linear(*c[:3]), *F.linear_backward(c[3], c[0], c[1])]
+        again = [F.linear(*c[:3]), *F.linear_backward(c[3], c[0], c[1])]
+    finally:
+        fastnn.set_num_threads(old)
+    for a, e, r in zip(got, want, again):
+        assert_close(a, e, dtype, scale=30)
+        assert np.array_equal(a, r)

@@ -14,9 +14,16 @@ from libc.math cimport exp, expf, log, tanh, tanhf, isnan
 
 from fastnn._config import get_num_threads
 
+from .._threads import single_thread_blas
+from . import numpy_impl as _numpy_impl
+
 ctypedef fused floating:
     float
     double
+
+include "_blas.pxi"
+
+_BLAS = _blas_init()
 
 cdef Py_ssize_t _SERIAL = 1 << 14
 
@@ -39,40 +46,94 @@ cdef inline int _threads(Py_ssize_t work):
     return 1 if work < _SERIAL else get_num_threads()
 
 
-def _add_bias(floating[:, ::1] out, const floating[::1] bias):
-    cdef Py_ssize_t i, j, n = out.shape[0], m = out.shape[1]
-    cdef int nt = _threads(n * m)
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        for j in range(m):
-            out[i, j] += bias[j]
+_GEMM_SERIAL = 1 << 17  # multiply-adds below which a GEMM runs on one thread
 
 
-def _sum_rows(const floating[:, ::1] g, floating[::1] out):
-    cdef Py_ssize_t b, i, j, j0, j1, n = g.shape[0], m = g.shape[1]
-    cdef Py_ssize_t nblk = (m + 63) // 64
-    cdef int nt = _threads(n * m)
-    for b in prange(nblk, nogil=True, schedule="static", num_threads=nt):
-        j0 = b * 64
-        j1 = min(m, j0 + 64)
-        for j in range(j0, j1):
-            out[j] = 0
-        for i in range(n):
-            for j in range(j0, j1):
-                out[j] += g[i, j]
+def _gemm_threads(rows, macs):
+    return 1 if macs < _GEMM_SERIAL else max(1, min(get_num_threads(), rows))
 
 
+# linear: the GEMMs run inside one parallel region, each thread calling the BLAS GEMM
+# single-threaded on its own block (kernels/_blas.pxi): fastnn's work stays on its OpenMP team,
+# which does not then compete with BLAS's own thread pool. Thread t owns rows [M t / nt,
+# M (t + 1) / nt) of out / grad_x (or, with fewer rows than that, the same share of their
+# columns) and rows of grad_weight / entries of grad_bias likewise: no sums across threads.
 def linear_forward(x, weight, bias, out):
-    np.matmul(x, weight.T, out=out)
-    if bias is not None:
-        _add_bias(out, bias)
+    M, K = x.shape
+    N = weight.shape[0]
+    if _BLAS is None or M == 0 or N == 0 or K == 0:  # no GEMM to call from the team, or nothing to multiply
+        return _numpy_impl.linear_forward(x, weight, bias, out)
+    nt = _gemm_threads(max(M, N), M * N * K)
+    with single_thread_blas():
+        _linear_forward(x, weight, bias if bias is not None else out[0, :0], bias is not None, out, nt, M >= 4 * nt)
 
 
 def linear_backward(grad_out, x, weight, grad_x, grad_weight, grad_bias):
-    if grad_x is not None:
-        np.matmul(grad_out, weight, out=grad_x)
-    np.matmul(grad_out.T, x, out=grad_weight)
-    if grad_bias is not None:
-        _sum_rows(grad_out, grad_bias)
+    M, K = x.shape
+    N = weight.shape[0]
+    if _BLAS is None or M == 0 or N == 0 or K == 0:
+        return _numpy_impl.linear_backward(grad_out, x, weight, grad_x, grad_weight, grad_bias)
+    nt = _gemm_threads(max(M, N, K), M * N * K)
+    with single_thread_blas():
+        _linear_backward(grad_out, x, weight, grad_x if grad_x is not None else grad_weight[:0], grad_x is not None,
+                         grad_weight, grad_bias if grad_bias is not None else grad_weight[0, :0],
+                         grad_bias is not None, nt, M >= 4 * nt)
+
+
+def _linear_forward(const floating[:, ::1] x, const floating[:, ::1] weight, const floating[::1] b, bint has_bias,
+                    floating[:, ::1] out, int nt, bint by_rows):
+    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = weight.shape[0]
+    cdef Py_ssize_t t, i, j, r0, r1, c0, c1
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        if by_rows:
+            r0 = M * t // nt
+            r1 = M * (t + 1) // nt
+            c0 = 0
+            c1 = N
+        else:
+            r0 = 0
+            r1 = M
+            c0 = N * t // nt
+            c1 = N * (t + 1) // nt
+        if r1 > r0 and c1 > c0:
+            _blas_gemm(NO_TRANS, TRANS, r1 - r0, c1 - c0, K, &x[r0, 0], K, &weight[c0, 0], K, 0, &out[r0, c0], N)
+        if has_bias:
+            for i in range(r0, r1):
+                for j in range(c0, c1):
+                    out[i, j] += b[j]
+
+
+def _linear_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x, const floating[:, ::1] weight,
+                     floating[:, ::1] gx, bint want_x, floating[:, ::1] grad_weight, floating[::1] gb, bint want_b,
+                     int nt, bint by_rows):
+    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = weight.shape[0]
+    cdef Py_ssize_t t, i, j, r0, r1, c0, c1, n0, n1
+    cdef double acc
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        n0 = N * t // nt  # grad_weight rows and grad_bias entries of this thread
+        n1 = N * (t + 1) // nt
+        if n1 > n0:
+            _blas_gemm(TRANS, NO_TRANS, n1 - n0, K, M, &grad_out[0, n0], N, &x[0, 0], K, 0, &grad_weight[n0, 0], K)
+            if want_b:
+                for j in range(n0, n1):
+                    acc = 0
+                    for i in range(M):
+                        acc = acc + grad_out[i, j]
+                    gb[j] = <floating>acc
+        if want_x:
+            if by_rows:
+                r0 = M * t // nt
+                r1 = M * (t + 1) // nt
+                c0 = 0
+                c1 = K
+            else:
+                r0 = 0
+                r1 = M
+                c0 = K * t // nt
+                c1 = K * (t + 1) // nt
+            if r1 > r0 and c1 > c0:
+                _blas_gemm(NO_TRANS, NO_TRANS, r1 - r0, c1 - c0, N, &grad_out[r0, 0], N, &weight[0, c0], K, 0,
+                           &gx[r0, c0], K)
 
 
 def relu_forward(const floating[::1] x, floating[::1] out):

@@ -14,45 +14,93 @@
 import numpy as np
 from numba import njit, prange
 
+from fastnn._config import get_num_threads
+
+from .. import _blas
+from .._blas import NO_TRANS as NO_T, ROW_MAJOR as ROW, TRANS
+from .._threads import single_thread_blas
+from . import numpy_impl as _numpy_impl
+
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 _jit = dict(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
 
 
+_GEMM_SERIAL = 1 << 17  # multiply-adds below which a GEMM runs on one thread
+
+
+def _gemm_threads(rows, macs):
+    return 1 if macs < _GEMM_SERIAL else max(1, min(get_num_threads(), rows))
+
+
+# linear: the GEMMs run inside one parallel region, each thread calling the BLAS GEMM
+# single-threaded on its own block (a function pointer, see kernels/_blas.py): fastnn's work
+# stays on its OpenMP team, which then does not compete with BLAS's own thread pool. Thread t
+# owns rows [M t / nt, M (t + 1) / nt) of out / grad_x (or, with fewer rows than that, the same
+# share of their columns) and rows of grad_weight / entries of grad_bias likewise.
 @njit(**_jit)
-def _add_bias(out, bias):
-    n, m = out.shape
-    for i in prange(n):
-        for j in range(m):
-            out[i, j] += bias[j]
+def _linear_forward(gemm, x, weight, bias, has_bias, out, nt, by_rows):
+    M, K = x.shape
+    N = weight.shape[0]
+    for t in prange(nt):
+        r0, r1 = (M * t // nt, M * (t + 1) // nt) if by_rows else (0, M)
+        c0, c1 = (0, N) if by_rows else (N * t // nt, N * (t + 1) // nt)
+        if K > 0 and r1 > r0 and c1 > c0:
+            gemm(ROW, NO_T, TRANS, r1 - r0, c1 - c0, K, 1.0, x[r0:].ctypes, K, weight[c0:].ctypes, K, 0.0,
+                 out[r0:, c0:].ctypes, N)
+        if has_bias:
+            for i in range(r0, r1):
+                for j in range(c0, c1):
+                    out[i, j] += bias[j]
 
 
 @njit(**_jit)
-def _sum_rows(g, out):
-    # column sums of g (N, M), parallel over column blocks so each thread owns its outputs
-    n, m = g.shape
-    nblk = (m + 63) // 64
-    for b in prange(nblk):
-        j0 = b * 64
-        j1 = min(m, j0 + 64)
-        for j in range(j0, j1):
-            out[j] = 0
-        for i in range(n):
-            for j in range(j0, j1):
-                out[j] += g[i, j]
+def _linear_backward(gemm, grad_out, x, weight, grad_x, want_x, grad_weight, grad_bias, want_b, nt, by_rows):
+    M, K = x.shape
+    N = weight.shape[0]
+    for t in prange(nt):
+        n0, n1 = N * t // nt, N * (t + 1) // nt  # grad_weight rows and grad_bias entries of this thread
+        if n1 > n0:
+            gemm(ROW, TRANS, NO_T, n1 - n0, K, M, 1.0, grad_out[:, n0:].ctypes, N, x.ctypes, K, 0.0,
+                 grad_weight[n0:].ctypes, K)
+            if want_b:
+                for j in range(n0, n1):
+                    acc = 0.0
+                    for i in range(M):
+                        acc += grad_out[i, j]
+                    grad_bias[j] = acc
+        if want_x:
+            r0, r1 = (M * t // nt, M * (t + 1) // nt) if by_rows else (0, M)
+            c0, c1 = (0, K) if by_rows else (K * t // nt, K * (t + 1) // nt)
+            if r1 > r0 and c1 > c0:
+                gemm(ROW, NO_T, NO_T, r1 - r0, c1 - c0, N, 1.0, grad_out[r0:].ctypes, N, weight[:, c0:].ctypes, K,
+                     0.0, grad_x[r0:, c0:].ctypes, K)
 
 
 def linear_forward(x, weight, bias, out):
-    np.matmul(x, weight.T, out=out)
-    if bias is not None:
-        _add_bias(out, bias)
+    blas = _blas.get()
+    M, K = x.shape
+    N = weight.shape[0]
+    if blas is None or M == 0 or N == 0 or K == 0:  # no GEMM to call from the team, or nothing to multiply
+        return _numpy_impl.linear_forward(x, weight, bias, out)
+    nt = _gemm_threads(max(M, N), M * N * K)
+    gemm = blas.numba_sgemm if x.dtype == np.float32 else blas.numba_dgemm
+    with single_thread_blas():
+        _linear_forward(gemm, x, weight, bias if bias is not None else out[0, :0], bias is not None, out, nt,
+                        M >= 4 * nt)
 
 
 def linear_backward(grad_out, x, weight, grad_x, grad_weight, grad_bias):
-    if grad_x is not None:
-        np.matmul(grad_out, weight, out=grad_x)
-    np.matmul(grad_out.T, x, out=grad_weight)
-    if grad_bias is not None:
-        _sum_rows(grad_out, grad_bias)
+    blas = _blas.get()
+    M, K = x.shape
+    N = weight.shape[0]
+    if blas is None or M == 0 or N == 0 or K == 0:
+        return _numpy_impl.linear_backward(grad_out, x, weight, grad_x, grad_weight, grad_bias)
+    nt = _gemm_threads(max(M, N, K), M * N * K)
+    gemm = blas.numba_sgemm if x.dtype == np.float32 else blas.numba_dgemm
+    with single_thread_blas():
+        _linear_backward(gemm, grad_out, x, weight, grad_x if grad_x is not None else grad_weight[:0],
+                         grad_x is not None, grad_weight, grad_bias if grad_bias is not None else grad_weight[0, :0],
+                         grad_bias is not None, nt, M >= 4 * nt)
 
 
 @njit(**_jit)
