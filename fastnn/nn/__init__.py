@@ -4,6 +4,8 @@ from .module import Module, Parameter, is_grad_enabled, no_grad
 from .recurrent import LSTM, AdditiveAttention, Embedding
 from .attention import MultiheadAttention, ScaledDotProductAttention
 from .conv import AvgPool2d, Conv2d, MaxPool2d
+from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
+                   SmoothL1Loss)
 
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled",
@@ -11,4 +13,6 @@ __all__ = [
     "Embedding", "LSTM", "AdditiveAttention",
     "ScaledDotProductAttention", "MultiheadAttention",
     "Conv2d", "MaxPool2d", "AvgPool2d",
+    "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss", "SmoothL1Loss",
+    "HuberLoss", "KLDivLoss",
 ]
