@@ -67,7 +67,8 @@ def fit(model, opt, train, test, epochs, batch_size, seed=0, progress=True, log=
         dt = time.perf_counter() - t0
         acc = evaluate(model, *test)
         log(f"epoch {epoch}: loss {running:.4f}, {dt:.1f} s ({n / dt:,.0f} samples/s), test accuracy {acc * 100:.2f}%")
-        opt.lr *= lr_gamma
+        for group in opt.param_groups:
+            group["lr"] *= lr_gamma
     return acc
 
 
