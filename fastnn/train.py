@@ -141,16 +141,6 @@ def sequence_loss(logits, trg, pad=PAD):
     return loss, grad
 
 
-def clip_grad_norm(params, max_norm):
-    """Scale all gradients so their global L2 norm is at most ``max_norm`` (``torch.nn.utils.clip_grad_norm_``)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    norm = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads)))
-    if norm > max_norm:
-        for g in grads:
-            g *= max_norm / (norm + 1e-6)
-    return norm
-
-
 def sequence_accuracy(model, seqs, batch_size=500):
     """Exact-sequence accuracy of greedy decoding: every digit of the reversal and the EOS right."""
     correct = 0
@@ -194,7 +184,7 @@ def train_seq2seq(epochs=3, batch_size=64, lr=3e-3, seed=0, limit=None, progress
             logits = model(src, trg, teacher_forcing_ratio, rng=tf_rng)
             loss, grad = sequence_loss(logits, trg)
             model.backward(grad)
-            clip_grad_norm(opt.params, 1.0)
+            nn.utils.clip_grad_norm_(opt.params, 1.0)
             opt.step()
             running = loss if running is None else 0.95 * running + 0.05 * loss
             if k % 20 == 0:

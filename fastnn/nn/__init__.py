@@ -1,6 +1,7 @@
 """fastnn.nn: modules with parameters and explicit backward passes, torch's names and state_dict keys."""
 from .layers import Dropout, Flatten, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh
 from .module import Module, Parameter, is_grad_enabled, no_grad
+from . import utils
 from .recurrent import LSTM, AdditiveAttention, Embedding
 from .attention import MultiheadAttention, ScaledDotProductAttention
 from .conv import AvgPool2d, Conv2d, MaxPool2d
