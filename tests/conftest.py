@@ -42,3 +42,13 @@ def torch():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many (op, backend, dtype) fuzz cases ran (tests/test_fuzz.py)."""
+    import sys
+
+    fuzz = sys.modules.get("test_fuzz")
+    if fuzz is not None and fuzz.COUNTS:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(fuzz.COUNTS.items()))
+        terminalreporter.write_line(f"fuzz cases run (examples x backends x dtypes): {counts}")

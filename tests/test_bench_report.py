@@ -7,7 +7,7 @@ import pytest
 
 import fastnn
 from fastnn import cli
-from fastnn.benchmarks import WORKLOADS, _load_all, _report, prepare, time_closure
+from fastnn.benchmarks import WORKLOADS, Worker, _load_all, _report, measure, prepare, time_closure
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,8 @@ def results():
 
 
 def test_run_produces_valid_results(results):
-    assert results["schema"] == "fastnn-bench/1"
+    assert results["schema"] == "fastnn-bench/2"
+    assert results["machine"]["isa"] in ("AVX-512", "AVX2", "SSE", "unknown")
     assert results["sgemm_gflops"] > 0
     assert results["blas"] and results["blas"][0]["internal_api"]
     recs = {r["impl"]: r for r in results["records"] if r["workload"] == "mlp_step"}
@@ -85,10 +86,53 @@ def test_registry_is_well_formed():
     _load_all()
     for name, w in WORKLOADS.items():
         assert w.flops > 0 and w.group.count("|") == 2, name
-        assert set(w.impls) <= {"reference", "numpy", "numba", "cython", "auto", "torch"}, name
+        assert set(w.impls) <= {"seed", "reference", "numpy", "numba", "cython", "auto", "torch"}, name
         assert not w.small or WORKLOADS[w.small].op == w.op, name
     try:  # prepare() sets the process-wide backend (it is meant for worker processes)
         res = time_closure(prepare("mlp_step", "numpy"), min_time=0, min_rounds=1)
     finally:
         fastnn.set_backend("auto")
     assert res["median_s"] > 0 and np.isfinite(res["cold_s"])
+
+
+def test_peer_worker_never_imports_fastnn_and_keeps_the_environment():
+    """torch is timed in a process that never imported fastnn (whose OpenMP runtime and settings
+    it would otherwise share), with the environment the user gave."""
+    import os
+
+    env = dict(os.environ, FASTNN_TEST_MARKER="as given")
+    w = Worker("torch", 1, env)
+    try:
+        info = w.request(cmd="info")
+        assert info["fastnn_imported"] is False
+        assert info["env"] == env
+        if importlib.util.find_spec("torch"):  # loading and running the workloads imports no fastnn either
+            for name in ("mlp_step", "conv_a", "maxpool", "lstm", "sdpa_causal"):
+                w.request(cmd="prepare", workload=name, quick=True, data=None)
+                w.request(cmd="time", calls=1)
+            assert w.request(cmd="info")["fastnn_imported"] is False
+    finally:
+        w.close()
+    fw = Worker("numpy", 1, env)
+    try:  # the check can fail: a fastnn worker has it
+        assert fw.request(cmd="info")["fastnn_imported"] is True
+    finally:
+        fw.close()
+
+
+def test_measure_interleaves_and_reports_errors():
+    workers = {i: Worker(i, 1, None) for i in ("numpy", "reference")}
+    try:
+        res = measure(workers, {"numpy": "mlp_step", "reference": "no_such_workload"}, quick=True)
+    finally:
+        for w in workers.values():
+            w.close()
+    assert res["numpy"]["rounds"] >= 3 and res["numpy"]["min_s"] <= res["numpy"]["median_s"] <= res["numpy"]["max_s"]
+    assert "KeyError" in res["reference"]["error"]
+
+
+def test_under_load_reports_load_factors():
+    res = _report.run(["mlp_step"], quick=True, threads=1, progress=False, impls=["numpy"], under_load=1)
+    rec = [r for r in res["records"] if r["impl"] == "numpy"][0]
+    assert res["under_load"] == 1 and rec["loaded_median_ms"] > 0 and rec["load_factor"] > 0
+    assert "load factor" in _report.op_table(res, "mlp")

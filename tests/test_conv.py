@@ -358,3 +358,24 @@ def test_cli_train_cnn(tmp_path, monkeypatch, capsys):
     assert len(epochs) == 2 and all(" s (" in ln for ln in epochs)  # the epoch time is printed
     acc = float([ln for ln in out.splitlines() if ln.startswith("test accuracy: ")][-1].split()[-1].rstrip("%"))
     assert acc > 80  # chance is 10 %
+
+
+@pytest.mark.parametrize("pad", [0, 2])
+def test_seed_loop_rung_matches_reference(pad, rng):
+    """The seed's own loops (the first rung ``fastnn bench`` times) compute the same convolution."""
+    from fastnn.kernels.conv2d import reference, seed
+
+    x, w, b = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    geo = ((1, 1), (pad, pad, pad, pad), (1, 1), 1)
+    oh, ow = 6 + 2 * pad - 2, 5 + 2 * pad - 1
+    g = rng.standard_normal((2, 4, oh, ow))
+    outs = []
+    for mod in (seed, reference):
+        out, gx, gw, gb = np.empty((2, 4, oh, ow)), np.empty_like(x), np.empty_like(w), np.empty_like(b)
+        mod.conv2d_forward(x, w, b, out, *geo)
+        mod.conv2d_backward(g, x, w, gx, gw, gb, *geo)
+        outs.append((out, gx, gw, gb))
+    for a, e in zip(*outs):
+        assert_close(a, e, np.float64)
+    with pytest.raises(ValueError, match="stride 1"):
+        seed.conv2d_forward(x, w, b, np.empty((2, 4, 2, 2)), (2, 2), (0,) * 4, (1, 1), 1)

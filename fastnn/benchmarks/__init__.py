@@ -2,27 +2,44 @@
 
 A workload module (``fastnn/benchmarks/<op>.py``, found automatically) registers factories::
 
-    @workload("mlp_step", op="dense", shape="batch 64, 784-256-256-10", dtype="float32",
+    @workload("mlp_step", op="mlp", shape="batch 64, 784-256-256-10", dtype="float32",
               flops=..., impls=FASTNN_IMPLS + ("torch",))
     def mlp_step(impl):
         ...set up arrays (not timed)...
         return step            # a closure with no arguments: the timed call
 
-``impl`` is a fastnn backend (``reference``, ``numpy``, ``numba``, ``cython``, ``auto``) or
-``torch``; torch is imported only inside a ``torch`` factory, so fastnn and torch timings run
-in separate processes (:func:`run_isolated`), each with the same thread count.
+``impl`` is a fastnn backend (``reference``, ``numpy``, ``numba``, ``cython``, ``auto``), the
+seed's own code (``seed``, where a workload has it) or a peer (``torch``).
+
+How peers are kept honest
+-------------------------
+Every implementation runs in a worker process of its own (``_worker.py``, started as a script,
+all with the same thread count and the environment the user gave ``fastnn bench``). A peer's
+worker never imports fastnn: it loads this folder as a package of another name, and a
+workload module imports nothing from fastnn at its top, only inside its fastnn branch
+(``import fastnn`` / ``from fastnn import ...``). So torch meets neither fastnn's OpenMP runtime
+(one per process, whichever library loads it first) nor anything fastnn might set;
+``tests/test_bench_report.py`` checks a peer worker's ``sys.modules`` and environment.
+
+:func:`measure` interleaves the implementations of a workload (A B C A B C ...) in short
+bursts, so that drift on a shared machine hits all of them alike, and reports min, median and
+max over every timed call.
 """
 import importlib
 import json
 import os
 import pkgutil
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
 FASTNN_IMPLS = ("reference", "numpy", "numba", "cython", "auto")
+PEERS = ("torch",)
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
 
 
 @dataclass
@@ -37,6 +54,7 @@ class Workload:
     note: str = ""
     small: str = ""  # a smaller workload that slow rungs run instead (time scaled by FLOPs)
     slow_impls: tuple = ("reference",)
+    hidden: bool = False  # only run as another workload's ``small`` shape
     extra: dict = field(default_factory=dict)
 
     @property
@@ -45,19 +63,23 @@ class Workload:
 
 
 WORKLOADS = {}
+#: Set by the worker before a factory runs: ``quick`` (time fewer steps where a workload says
+#: so) and ``data`` (a ``.npz`` with MNIST's arrays, for the end-to-end workloads).
+CONTEXT = {"quick": False, "data": None}
 
 
 def workload(name, op, shape, flops, dtype="float32", impls=FASTNN_IMPLS + ("torch",), note="", small="",
-             slow_impls=("reference",), **extra):
+             slow_impls=("reference",), hidden=False, **extra):
     """Decorator: register ``make(impl) -> closure`` as workload ``name``.
 
-    ``small`` names another workload of the same op that the ``slow_impls`` (the seed's loops)
-    run instead; ``fastnn bench`` scales their time by the FLOP ratio and marks it.
+    ``small`` names another (usually ``hidden``) workload of the same op that the
+    ``slow_impls`` (the seed's loops) run instead; ``fastnn bench`` scales their time by the
+    FLOP ratio and marks it.
     """
 
     def deco(make):
         WORKLOADS[name] = Workload(name, op, shape, dtype, float(flops), make, tuple(impls), note, small,
-                                   tuple(slow_impls), extra)
+                                   tuple(slow_impls), hidden, extra)
         return make
 
     return deco
@@ -78,7 +100,7 @@ def train_step(impl, model, x, y, lr=1e-3):
             opt.step()
 
         return step
-    from .. import optim, train
+    from fastnn import optim, train
 
     opt = optim.Adam(model.parameters(), lr=lr)
     return lambda: train.train_step(model, opt, x, y)
@@ -101,7 +123,7 @@ def prepare(name, impl, threads=None):
 
         if threads:
             torch.set_num_threads(threads)
-    else:
+    elif impl != "seed":
         import fastnn
 
         if threads:
@@ -168,46 +190,6 @@ def peak_memory(fn):
     return max(traced, peak[0]), "max(tracemalloc, sampled RSS)" if sampler else "tracemalloc"
 
 
-def run_in_process(name, impl, threads=None, min_time=0.5, max_rounds=200, memory=True):
-    """Time workload ``name`` with ``impl`` in this process (see :func:`run_isolated`)."""
-    fn = prepare(name, impl, threads)
-    res = time_closure(fn, min_time=min_time, max_rounds=max_rounds)
-    if memory:
-        res["peak_mem_bytes"], res["mem_method"] = peak_memory(fn)
-    return res
-
-
-def run_isolated(names, impl, threads=None, min_time=0.5, max_rounds=200, timeout=1800, on_result=None):
-    """Time each workload of ``names`` with ``impl`` in one fresh Python process.
-
-    One process per implementation keeps torch's and fastnn's thread pools apart (and saves
-    start-up time). Returns ``{name: timing dict or {"error": ...}}``; ``on_result(name, res)``
-    is called as each arrives (for progress bars).
-    """
-    cmd = [sys.executable, "-m", "fastnn.benchmarks", impl, str(threads or 0), str(min_time), str(max_rounds), *names]
-    out = {}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-    t0 = time.perf_counter()
-    for line in proc.stdout:
-        if time.perf_counter() - t0 > timeout:
-            proc.kill()
-            break
-        if line.startswith("{"):
-            rec = json.loads(line)
-            out[rec.pop("workload")] = rec
-            if on_result:
-                on_result(list(out)[-1], out[list(out)[-1]])
-    err = proc.stderr.read()
-    proc.wait()
-    for n in names:
-        if n not in out:
-            msg = (err.strip().splitlines() or ["process failed"])[-1]
-            out[n] = {"error": msg}
-            if on_result:
-                on_result(n, out[n])
-    return out
-
-
 def blas_info():
     """The BLAS libraries loaded in this process, with the kernel (architecture) they chose."""
     from threadpoolctl import threadpool_info
@@ -217,17 +199,171 @@ def blas_info():
             for lib in threadpool_info() if lib.get("user_api") == "blas"]
 
 
-def _worker(argv):
-    impl, threads, min_time, max_rounds, *names = argv
-    for name in names:
+def cpu_info():
+    """``{"cpu": model name, "isa": "AVX-512" | "AVX2" | "SSE", "cores": usable cores}``."""
+    name, flags = "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and name == "unknown":
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:  # pragma: no cover - not Linux
+        import platform
+
+        name = platform.processor() or name
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE" if flags else "unknown"
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover
+        cores = os.cpu_count() or 1
+    return {"cpu": name, "isa": isa, "cores": cores}
+
+
+# -- worker processes and the interleaved measurement ------------------------------------------------
+class WorkerError(RuntimeError):
+    pass
+
+
+class Worker:
+    """One implementation's process (``_worker.py``), driven by JSON lines on stdin/stdout.
+
+    Between requests the process is stopped (SIGSTOP): the threads an implementation leaves
+    spinning after its last call (OpenMP teams, OpenBLAS's workers) would otherwise take the
+    cores from the next implementation's burst. Each burst runs as its implementation runs
+    for a user, on a machine it has to itself.
+    """
+
+    def __init__(self, impl, threads, env):
+        self.impl = impl
+        self._err = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([sys.executable, WORKER, impl, str(threads or 0)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._err, text=True, env=env)
+
+    def _signal(self, sig):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def request(self, **msg):
+        """Send one command, return the reply; a reply with ``"error"`` raises :class:`WorkerError`."""
+        self._signal(signal.SIGCONT)
         try:
-            res = run_in_process(name, impl, int(threads) or None, float(min_time), int(max_rounds))
-        except Exception as e:  # report and go on with the next workload
-            res = {"error": f"{type(e).__name__}: {e}"}
-        res["workload"] = name
-        res["blas"] = blas_info()
-        print(json.dumps(res), flush=True)
+            self.proc.stdin.write(json.dumps(msg) + "\n")
+            self.proc.stdin.flush()
+            for line in self.proc.stdout:
+                if line.startswith("{"):
+                    reply = json.loads(line)
+                    if "error" in reply:
+                        raise WorkerError(reply["error"])
+                    return reply
+        except (BrokenPipeError, OSError):
+            pass
+        finally:
+            self._signal(signal.SIGSTOP)
+        self._err.seek(0)
+        tail = (self._err.read().strip().splitlines() or ["process ended"])[-1]
+        raise WorkerError(f"{self.impl} worker died: {tail}")
+
+    def close(self):
+        self._signal(signal.SIGCONT)
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write('{"cmd": "quit"}\n')
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self._err.close()
 
 
-if __name__ == "__main__":
-    _worker(sys.argv[1:])
+class Load:
+    """``n`` busy-looping processes, paused (SIGSTOP) until :meth:`on`: the contention of
+    ``fastnn bench --under-load N``, switched on and off between bursts."""
+
+    def __init__(self, n):
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+        self.off()
+
+    def _signal(self, sig):
+        for p in self.procs:
+            p.send_signal(sig)
+
+    def on(self):
+        self._signal(signal.SIGCONT)
+        time.sleep(0.05)  # let the scheduler put them on the cores
+
+    def off(self):
+        self._signal(signal.SIGSTOP)
+
+    def close(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
+def _summary(times):
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "rounds": len(times)}
+
+
+def measure(workers, names, quick=False, load=None, data=None, memory=True):
+    """Time one workload on every worker, interleaved.
+
+    ``workers`` maps impl -> :class:`Worker`, ``names`` impl -> the workload that impl runs (a
+    slow rung runs a smaller one). Every implementation is prepared and warmed up first (the
+    first call is the cold start), then bursts of calls go round the implementations, in a
+    rotating order, until each has its time budget and minimum count; with ``load`` each round
+    is run twice, idle and with the load on. Returns ``{impl: {"cold_s", "median_s", "min_s",
+    "max_s", "rounds", "peak_mem_bytes", "loaded": {...} | None} or {"error": str}}``.
+    """
+    budget, min_calls, max_calls, burst_s = (0.15, 3, 15, 0.02) if quick else (1.5, 7, 200, 0.05)
+    out, burst, samples = {}, {}, {}
+    for impl, w in workers.items():
+        try:
+            r = w.request(cmd="prepare", workload=names[impl], quick=quick, data=data)
+            warm = w.request(cmd="time", calls=1)["times"][0]
+        except WorkerError as e:
+            out[impl] = {"error": str(e)}
+            continue
+        out[impl] = {"cold_s": r["cold_s"]}
+        burst[impl] = max(1, min(max_calls, int(burst_s / max(warm, 1e-9))))
+        samples[impl] = {"idle": [], "loaded": []}
+    phases = ("idle", "loaded") if load else ("idle",)
+    spent = {impl: 0.0 for impl in samples}
+    order = list(samples)
+    k = 0
+    while True:
+        todo = [i for i in order if len(samples[i]["idle"]) < min_calls
+                or (spent[i] < budget and len(samples[i]["idle"]) < max_calls)]
+        if not todo:
+            break
+        rot = todo[k % len(todo):] + todo[:k % len(todo)]
+        k += 1
+        for phase in phases:
+            if phase == "loaded":
+                load.on()
+            try:
+                for impl in [i for i in rot if i in samples]:
+                    try:
+                        ts = workers[impl].request(cmd="time", calls=burst[impl])["times"]
+                    except WorkerError as e:
+                        out[impl] = {"error": str(e)}
+                        order.remove(impl)
+                        samples.pop(impl)
+                        continue
+                    samples[impl][phase] += ts
+                    if phase == "idle":
+                        spent[impl] += sum(ts)
+            finally:
+                if phase == "loaded":
+                    load.off()
+    for impl, s in samples.items():
+        out[impl].update(_summary(s["idle"]), loaded=_summary(s["loaded"]) if s["loaded"] else None)
+        try:
+            if memory:
+                out[impl]["peak_mem_bytes"] = workers[impl].request(cmd="memory")["peak_mem_bytes"]
+            workers[impl].request(cmd="release")
+        except WorkerError as e:
+            out[impl] = {"error": str(e)}
+    return out

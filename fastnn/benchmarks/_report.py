@@ -3,25 +3,32 @@
 Outputs (in ``--out``, default ``bench-results/``):
 
 * ``results.json`` — one record per measurement; schema below, checked by :func:`validate`;
-* ``report.md`` — a table per op and the header (machine, threads, BLAS), with ``chart.png``
-  (log-scale bars of the ladder per op, torch as a reference line; needs matplotlib).
+* ``report.md`` — a table per op and the header (CPU and its vector ISA, threads, BLAS and its
+  kernel, how peers were run), with ``chart.png`` (log-scale bars of the ladder per op, torch
+  as a reference line; needs matplotlib).
 
-``results.json`` schema (``"schema": "fastnn-bench/1"``)::
+``results.json`` schema (``"schema": "fastnn-bench/2"``)::
 
-    {"schema": str, "created": str (ISO time), "quick": bool, "threads": int,
-     "machine": {"cpu": str, "cores": int, "python": str, "numpy": str, "fastnn": str},
+    {"schema": str, "created": str (ISO time), "quick": bool, "threads": int, "under_load": int,
+     "machine": {"cpu": str, "isa": str, "cores": int, "python": str, "numpy": str, "fastnn": str},
      "blas": [{"internal_api": str, "version": str, "architecture": str, "num_threads": int}],
-     "torch": str ("not installed" when absent),
+     "torch": str ("not installed" when absent), "torch_blas": [same as blas],
+     "peer_check": {"fastnn_imported": bool, "env_as_given": bool} | null,
      "sgemm_gflops": float | null,
      "records": [{"workload": str, "op": str, "shape": str, "dtype": str, "impl": str,
                   "median_ms": float|null, "min_ms": float|null, "max_ms": float|null,
                   "rounds": int, "cold_s": float|null, "gflops": float|null,
-                  "pct_sgemm_peak": float|null, "speedup_vs_reference": float|null,
-                  "ratio_to_torch": float|null, "peak_mem_mib": float|null,
+                  "pct_sgemm_peak": float|null, "speedup_vs_first": float|null,
+                  "first_rung": str|null, "ratio_to_torch": float|null, "peak_mem_mib": float|null,
+                  "loaded_median_ms": float|null, "load_factor": float|null,
                   "scaled_from": str|null, "error": str|null}]}
 
 A rung too slow for a shape (the seed's loops) runs the workload's documented ``small``
 shape; its time is scaled by the FLOP ratio and ``scaled_from`` names the shape measured.
+``speedup_vs_first`` compares with the first rung of the workload's ladder (``first_rung``:
+the seed's code where the workload has it, else the reference kernel). With
+``--under-load N``, every burst also runs with N busy-looping processes on the cores;
+``load_factor`` is the loaded median over the idle one.
 """
 import datetime
 import importlib.util
@@ -29,21 +36,28 @@ import json
 import os
 import platform
 import re
+import tempfile
 
-from . import FASTNN_IMPLS, WORKLOADS, _load_all, run_isolated
+from . import FASTNN_IMPLS, PEERS, WORKLOADS, Load, Worker, WorkerError, _load_all, cpu_info, measure
 
-SCHEMA = "fastnn-bench/1"
+SCHEMA = "fastnn-bench/2"
+ALL_IMPLS = ("seed",) + FASTNN_IMPLS + PEERS
+_OPT_F = (float, type(None))
 _RECORD_FIELDS = {
-    "workload": str, "op": str, "shape": str, "dtype": str, "impl": str, "median_ms": (float, type(None)),
-    "min_ms": (float, type(None)), "max_ms": (float, type(None)), "rounds": int, "cold_s": (float, type(None)),
-    "gflops": (float, type(None)), "pct_sgemm_peak": (float, type(None)),
-    "speedup_vs_reference": (float, type(None)), "ratio_to_torch": (float, type(None)),
-    "peak_mem_mib": (float, type(None)), "scaled_from": (str, type(None)), "error": (str, type(None)),
+    "workload": str, "op": str, "shape": str, "dtype": str, "impl": str, "median_ms": _OPT_F,
+    "min_ms": _OPT_F, "max_ms": _OPT_F, "rounds": int, "cold_s": _OPT_F, "gflops": _OPT_F, "pct_sgemm_peak": _OPT_F,
+    "speedup_vs_first": _OPT_F, "first_rung": (str, type(None)), "ratio_to_torch": _OPT_F,
+    "peak_mem_mib": _OPT_F, "loaded_median_ms": _OPT_F, "load_factor": _OPT_F,
+    "scaled_from": (str, type(None)), "error": (str, type(None)),
 }
-_TOP_FIELDS = {"schema": str, "created": str, "quick": bool, "threads": int, "machine": dict, "blas": list,
-               "torch": str, "sgemm_gflops": (float, type(None)), "records": list}
+_TOP_FIELDS = {"schema": str, "created": str, "quick": bool, "threads": int, "under_load": int, "machine": dict,
+               "blas": list, "torch": str, "torch_blas": list, "peer_check": (dict, type(None)),
+               "sgemm_gflops": _OPT_F, "records": list}
 # Names users may give to --ops besides the workloads' ``op`` fields and workload names
 OP_ALIASES = {"dense": ("mlp",), "pooling": ("pool2d",), "recurrent": ("lstm", "seq2seq")}
+TORCH_HINT = ("torch is not installed, so there is no torch row. To compare: "
+              "pip install 'fastnn[bench]' --extra-index-url https://download.pytorch.org/whl/cpu "
+              "(the CPU-only wheels, as pytorch.org documents; the default index on Linux brings CUDA's)")
 
 
 def validate(obj):
@@ -72,7 +86,7 @@ def select(ops=None):
     """Workload names for ``ops`` (op names, aliases or workload names; None: all), in registry
     order; an unknown name raises ValueError."""
     _load_all()
-    names = [n for n, w in WORKLOADS.items() if w.op != "peak"]
+    names = [n for n, w in WORKLOADS.items() if w.op != "peak" and not w.hidden]
     if not ops:
         return names
     known = sorted(set(OP_ALIASES) | {WORKLOADS[n].op for n in names} | set(names))
@@ -84,8 +98,28 @@ def select(ops=None):
     return [n for n in names if WORKLOADS[n].op in wanted or n in wanted]
 
 
-def run(ops=None, quick=False, threads=None, progress=True, impls=None):
-    """Measure the selected workloads × implementations; returns the results object."""
+def _mnist_file():
+    """MNIST's arrays in a temporary .npz for the end-to-end workloads' workers, or None."""
+    from fastnn.datasets import mnist
+
+    try:
+        (xtr, ytr), (xte, yte) = mnist()
+    except FileNotFoundError:
+        return None
+    fd, path = tempfile.mkstemp(suffix=".npz", prefix="fastnn-bench-mnist-")
+    with os.fdopen(fd, "wb") as f:
+        import numpy as np
+
+        np.savez(f, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
+    return path
+
+
+def run(ops=None, quick=False, threads=None, progress=True, impls=None, under_load=0, env=None):
+    """Measure the selected workloads x implementations; returns the results object.
+
+    ``env``: the environment the worker processes get (default: this process's). Peers and
+    fastnn's rungs get the same one.
+    """
     from tqdm import tqdm
 
     import numpy as np
@@ -95,68 +129,77 @@ def run(ops=None, quick=False, threads=None, progress=True, impls=None):
     names = select(ops)
     threads = threads or fastnn.get_num_threads()
     have_torch = importlib.util.find_spec("torch") is not None
-    impls = [i for i in (impls or FASTNN_IMPLS + ("torch",)) if i != "torch" or have_torch]
-    min_time, max_rounds = (0.1, 10) if quick else (2.0, 200)
-    # which workload each impl runs (slow rungs run the small shape)
-    plan = {i: [] for i in impls}
-    for n in names:
-        w = WORKLOADS[n]
-        for i in impls:
-            if i in w.impls:
-                plan[i].append(w.small if (i in w.slow_impls and w.small) else n)
-    total = sum(len(v) for v in plan.values()) + 1
-    bar = tqdm(total=total, desc="fastnn bench", unit="run", disable=not progress)
-    measured = {}
+    impls = [i for i in (impls or ALL_IMPLS) if i not in PEERS or have_torch]
+    env = dict(os.environ if env is None else env)
+    data = _mnist_file() if any(WORKLOADS[n].extra.get("needs_data") for n in names) else None
+    bar = tqdm(total=len(names) + 1, desc="fastnn bench", unit="workload", disable=not progress)
+    workers, measured = {}, {}
+    load = Load(under_load) if under_load else None
 
-    def done(impl):
-        def cb(name, res):
-            bar.set_postfix_str(f"{impl}:{name}")
+    def worker(impl):
+        if impl not in workers:
+            workers[impl] = Worker(impl, threads, env)
+        return workers[impl]
+
+    try:
+        peak = measure({"numpy": worker("numpy")}, {"numpy": "sgemm_peak"}, quick, memory=False)["numpy"]
+        bar.update(1)
+        info = worker("numpy").request(cmd="info")
+        peer = worker("torch").request(cmd="info") if "torch" in impls else None
+        for n in names:
+            w = WORKLOADS[n]
+            use = [i for i in impls if i in w.impls]
+            bar.set_postfix_str(n)
+            runs = {i: (w.small if (i in w.slow_impls and w.small) else n) for i in use}
+            measured[n] = measure({i: worker(i) for i in use}, runs, quick, load, data)
             bar.update(1)
-        return cb
-
-    peak = run_isolated(["sgemm_peak"], "numpy", threads, min_time, max_rounds, on_result=done("numpy"))
-    sgemm = peak["sgemm_peak"]
-    sgemm_gflops = WORKLOADS["sgemm_peak"].flops / sgemm["median_s"] / 1e9 if "median_s" in sgemm else None
-    for impl, todo in plan.items():
-        if todo:
-            measured[impl] = run_isolated(list(dict.fromkeys(todo)), impl, threads, min_time, max_rounds,
-                                          on_result=done(impl))
-    bar.close()
+    finally:
+        bar.close()
+        for w in workers.values():
+            w.close()
+        if load:
+            load.close()
+        if data:
+            os.unlink(data)
+    sgemm_gflops = WORKLOADS["sgemm_peak"].flops / peak["median_s"] / 1e9 if "median_s" in peak else None
 
     records = []
     for n in names:
         w = WORKLOADS[n]
-        for impl in FASTNN_IMPLS + ("torch",):
-            if impl not in w.impls:
-                continue
-            rec = {"workload": n, "op": w.op, "shape": w.shape, "dtype": w.dtype, "impl": impl, "median_ms": None,
-                   "min_ms": None, "max_ms": None, "rounds": 0, "cold_s": None, "gflops": None,
-                   "pct_sgemm_peak": None, "speedup_vs_reference": None, "ratio_to_torch": None,
-                   "peak_mem_mib": None, "scaled_from": None, "error": None}
+        ladder = [i for i in ALL_IMPLS if i in w.impls]
+        first = next((i for i in ladder if i not in PEERS and i in impls), None)
+        for impl in ladder:
+            rec = dict.fromkeys(_RECORD_FIELDS)
+            rec.update(workload=n, op=w.op, shape=w.shape, dtype=w.dtype, impl=impl, rounds=0, first_rung=first)
             if impl not in impls:
-                rec["error"] = "not installed" if impl == "torch" else "not selected"
+                rec["error"] = "not installed" if impl in PEERS else "not selected"
                 records.append(rec)
                 continue
             small = w.small if (impl in w.slow_impls and w.small) else None
-            res = measured[impl].get(small or n, {"error": "not run"})
+            res = measured[n].get(impl, {"error": "not run"})
             if "error" in res:
                 rec["error"] = res["error"]
-            else:
-                scale = w.flops / WORKLOADS[small].flops if small else 1.0
-                rec.update(median_ms=res["median_s"] * 1e3 * scale, min_ms=res["min_s"] * 1e3 * scale,
-                           max_ms=res["max_s"] * 1e3 * scale, rounds=int(res["rounds"]), cold_s=res["cold_s"],
-                           peak_mem_mib=None if small else res.get("peak_mem_bytes", 0) / 2**20,
-                           scaled_from=WORKLOADS[small].shape if small else None)
-                rec["gflops"] = w.flops / (rec["median_ms"] / 1e3) / 1e9 if w.flops else None
-                if rec["gflops"] is not None and sgemm_gflops:
-                    rec["pct_sgemm_peak"] = 100 * rec["gflops"] / sgemm_gflops
+                records.append(rec)
+                continue
+            flops = w.flops * (w.extra.get("quick_fraction", 1.0) if quick else 1.0)
+            scale = flops / WORKLOADS[small].flops if small else 1.0
+            rec.update(median_ms=res["median_s"] * 1e3 * scale, min_ms=res["min_s"] * 1e3 * scale,
+                       max_ms=res["max_s"] * 1e3 * scale, rounds=int(res["rounds"]), cold_s=res["cold_s"],
+                       peak_mem_mib=None if small or "peak_mem_bytes" not in res else res["peak_mem_bytes"] / 2**20,
+                       scaled_from=WORKLOADS[small].shape if small else None)
+            if res.get("loaded"):
+                rec["loaded_median_ms"] = res["loaded"]["median_s"] * 1e3 * scale
+                rec["load_factor"] = rec["loaded_median_ms"] / rec["median_ms"]
+            rec["gflops"] = flops / (rec["median_ms"] / 1e3) / 1e9 if flops else None
+            if rec["gflops"] is not None and sgemm_gflops:
+                rec["pct_sgemm_peak"] = 100 * rec["gflops"] / sgemm_gflops
             records.append(rec)
     by = {(r["workload"], r["impl"]): r for r in records}
     for r in records:
-        ref, tor = by.get((r["workload"], "reference")), by.get((r["workload"], "torch"))
+        base, tor = by.get((r["workload"], r["first_rung"])), by.get((r["workload"], "torch"))
         if r["median_ms"] is not None:
-            if ref and ref["median_ms"]:
-                r["speedup_vs_reference"] = ref["median_ms"] / r["median_ms"]
+            if base and base["median_ms"]:
+                r["speedup_vs_first"] = base["median_ms"] / r["median_ms"]
             if tor and tor["median_ms"]:
                 r["ratio_to_torch"] = r["median_ms"] / tor["median_ms"]
     torch_version = "not installed"
@@ -166,22 +209,14 @@ def run(ops=None, quick=False, threads=None, progress=True, impls=None):
         torch_version = version("torch")
     return validate({
         "schema": SCHEMA, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "quick": bool(quick), "threads": int(threads),
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count() or 1, "python": platform.python_version(),
-                    "numpy": np.__version__, "fastnn": fastnn.__version__},
-        "blas": sgemm.get("blas", []), "torch": torch_version, "sgemm_gflops": sgemm_gflops, "records": records,
+        "quick": bool(quick), "threads": int(threads), "under_load": int(under_load),
+        "machine": dict(cpu_info(), python=platform.python_version(), numpy=np.__version__,
+                        fastnn=fastnn.__version__),
+        "blas": info["blas"], "torch": torch_version, "torch_blas": peer["blas"] if peer else [],
+        "peer_check": None if peer is None else {"fastnn_imported": peer["fastnn_imported"],
+                                                 "env_as_given": peer["env"] == env},
+        "sgemm_gflops": sgemm_gflops, "records": records,
     })
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _fmt(v, spec, suffix="", none="–"):
@@ -190,34 +225,54 @@ def _fmt(v, spec, suffix="", none="–"):
 
 def op_table(results, op):
     """Markdown table of one op's records."""
-    rows = ["| workload | implementation | median ms (min–max) | vs seed loop | vs torch | GFLOP/s | % sgemm peak | "
-            "peak extra MiB | cold start s |", "|---|---|---|---|---|---|---|---|---|"]
+    loaded = bool(results.get("under_load"))
+    head = ("| workload | implementation | median ms (min–max) | vs first rung | vs torch | GFLOP/s | % sgemm peak | "
+            "peak extra MiB | cold start s |" + (" loaded median ms | load factor |" if loaded else ""))
+    rows = [head, "|" + "---|" * head.count(" |")]
     for r in results["records"]:
         if r["op"] != op:
             continue
         if r["error"]:
             t = "not installed" if r["error"] == "not installed" else f"error: {r['error'][:60]}"
-            rows.append(f"| {r['workload']} | {r['impl']} | {t} | | | | | | |")
+            rows.append(f"| {r['workload']} | {r['impl']} | {t} |" + " |" * (head.count(" |") - 3))
             continue
         med = f"{r['median_ms']:.3f} ({r['min_ms']:.3f}–{r['max_ms']:.3f})"
         if r["scaled_from"]:
             med += f" *scaled from {r['scaled_from']}*"
-        rows.append(
-            f"| {r['workload']} | {r['impl']} | {med} | {_fmt(r['speedup_vs_reference'], '.1f', '×')} | "
-            f"{_fmt(r['ratio_to_torch'], '.2f', '×')} | {_fmt(r['gflops'], '.1f')} | {_fmt(r['pct_sgemm_peak'], '.1f')} | "
-            f"{_fmt(r['peak_mem_mib'], '.1f')} | {_fmt(r['cold_s'], '.2f')} |")
+        row = (f"| {r['workload']} | {r['impl']} | {med} | {_fmt(r['speedup_vs_first'], '.1f', '×')} | "
+               f"{_fmt(r['ratio_to_torch'], '.2f', '×')} | {_fmt(r['gflops'], '.1f')} | {_fmt(r['pct_sgemm_peak'], '.1f')} | "
+               f"{_fmt(r['peak_mem_mib'], '.1f')} | {_fmt(r['cold_s'], '.2f')} |")
+        if loaded:
+            row += f" {_fmt(r['loaded_median_ms'], '.3f')} | {_fmt(r['load_factor'], '.2f', '×')} |"
+        rows.append(row)
     return "\n".join(rows)
 
 
+def _blas(libs):
+    return "; ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernel, {b['num_threads']} threads)"
+                     for b in libs) or "unknown"
+
+
 def header(results):
-    blas = "; ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)"
-                     for b in results["blas"]) or "unknown"
     m = results["machine"]
     sg = _fmt(results["sgemm_gflops"], ".1f")
-    return (f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, fastnn {m['fastnn']}, "
-            f"torch {results['torch']}.  \nThreads: {results['threads']} (fastnn and torch alike, separate processes). "
-            f"BLAS: {blas}. sgemm peak in this run: {sg} GFLOP/s.  \n"
-            f"Run: {results['created']}{' (--quick)' if results['quick'] else ''}. Ratios < 1 mean faster than torch.")
+    pc = results["peer_check"]
+    load = f", under load: {results['under_load']} busy processes" if results["under_load"] else ""
+    peers = ("torch ran in worker processes that never imported fastnn" +
+             ("" if pc is None or (not pc["fastnn_imported"] and pc["env_as_given"])
+              else " — CHECK FAILED: " + str(pc)) if pc is not None else "no peer (torch not installed)")
+    lines = [
+        f"Machine: {m['cpu']} ({m['isa']}), {m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, "
+        f"fastnn {m['fastnn']}, torch {results['torch']}.",
+        f"Threads: {results['threads']} for every implementation, each in its own process, interleaved in short "
+        f"bursts (A B C A B C ...); {peers}, with the environment the user gave.",
+        f"BLAS (fastnn): {_blas(results['blas'])}. BLAS (torch): {_blas(results['torch_blas'])}. "
+        f"sgemm peak in this run: {sg} GFLOP/s.",
+        f"Run: {results['created']}{' (--quick)' if results['quick'] else ''}{load}. "
+        "Ratios < 1 mean faster than torch; 'vs first rung' is the speed-up over the first rung of the "
+        "ladder (the seed's own loops where timed: one small shape, scaled by multiply-adds; else the reference).",
+    ]
+    return "  \n".join(lines)
 
 
 def ops_in(results):
@@ -243,7 +298,7 @@ def chart(results, path):
     except ImportError:
         return None
     workloads = list(dict.fromkeys(r["workload"] for r in results["records"]))
-    impls = [i for i in FASTNN_IMPLS]
+    impls = [i for i in ALL_IMPLS if i not in PEERS]
     fig, axes = plt.subplots(len(workloads), 1, figsize=(7, 1.9 * len(workloads) + 0.5), squeeze=False)
     for ax, wname in zip(axes[:, 0], workloads):
         recs = {r["impl"]: r for r in results["records"] if r["workload"] == wname}

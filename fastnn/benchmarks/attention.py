@@ -47,7 +47,7 @@ def sdpa_causal(impl):
             torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, is_causal=True).backward(tg)
 
         return step
-    from .. import functional as F
+    from fastnn import functional as F
 
     def step():
         out, lse = F.scaled_dot_product_attention(q, k, v, is_causal=True, return_lse=True)
@@ -74,7 +74,7 @@ def mha(impl):
             m(tx, tx, tx, need_weights=False)[0].backward(tg)
 
         return step
-    from .. import nn
+    from fastnn import nn
 
     m = nn.MultiheadAttention(MHA_E, MHA_H, rng=rng)
 
@@ -95,6 +95,6 @@ def sdpa_long(impl):
 
         tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
         return lambda: torch.nn.functional.scaled_dot_product_attention(tq, tk, tv)
-    from .. import functional as F
+    from fastnn import functional as F
 
     return lambda: F.scaled_dot_product_attention(q, k, v)

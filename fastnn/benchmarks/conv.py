@@ -1,8 +1,14 @@
 """Convolution and pooling workloads (issue 3): the issue's three conv shapes, forward + all
 three gradients; a max-pool forward + backward; one training step of the MNIST CNN.
 
-Every fastnn backend runs the issue's shapes in full (the ``reference`` rung too: its loop is
-over output positions, vectorised over batch and channels, so it finishes in about a second).
+The ladder of each conv shape starts at ``seed``: the seed's own convolution
+(``kernels/conv2d/seed.py``: Python loops over images, output positions and output channels
+around a NumPy window product). It runs one image (conv_c: one 28x28 image) of the shape, a
+hidden ``*_seed`` workload, and its time is scaled to the full shape by the ratio of
+multiply-adds; its loops cost the same per output position and channel whatever the batch, so
+the scaled time is what the full shape would take. Every fastnn backend runs the shapes in
+full (the ``reference`` rung too: its loop is over output positions, vectorised over batch and
+channels, so it finishes in about a second).
 """
 import numpy as np
 
@@ -14,6 +20,11 @@ CONV_SHAPES = {
     "conv_b": (32, 32, 14, 14, 64, 3, 1),
     "conv_c": (8, 64, 56, 56, 64, 3, 1),
 }
+SEED_SHAPES = {  # what the seed's loops run instead (time scaled by multiply-adds)
+    "conv_a_seed": (1, 1, 28, 28, 32, 5, 2),
+    "conv_b_seed": (1, 32, 14, 14, 64, 3, 1),
+    "conv_c_seed": (1, 64, 28, 28, 64, 3, 1),
+}
 
 
 def _conv_flops(N, C, H, W, K, k, pad):
@@ -22,7 +33,7 @@ def _conv_flops(N, C, H, W, K, k, pad):
 
 
 def _conv_factory(name):
-    N, C, H, W, K, k, pad = CONV_SHAPES[name]
+    N, C, H, W, K, k, pad = {**CONV_SHAPES, **SEED_SHAPES}[name]
 
     def make(impl):
         rng = np.random.default_rng(0)
@@ -43,7 +54,18 @@ def _conv_factory(name):
                 torch.nn.functional.conv2d(xt, wt, bt, padding=pad).backward(gt)
 
             return step
-        from ..functional import conv as F
+        if impl == "seed":
+            from fastnn.kernels.conv2d import seed
+
+            out, gx, gw, gb = np.empty_like(g), np.empty_like(x), np.empty_like(w), np.empty_like(b)
+            geo = ((1, 1), (pad,) * 4, (1, 1), 1)
+
+            def step():
+                seed.conv2d_forward(x, w, b, out, *geo)
+                seed.conv2d_backward(g, x, w, gx, gw, gb, *geo)
+
+            return step
+        from fastnn import functional as F
 
         def step():
             F.conv2d(x, w, b, padding=pad)
@@ -57,7 +79,12 @@ def _conv_factory(name):
 for _name, _s in CONV_SHAPES.items():
     N, C, H, W, K, k, pad = _s
     workload(_name, op="conv2d", shape=f"N={N} C={C} {H}x{W} K={K} {k}x{k} pad {pad}", flops=_conv_flops(*_s),
+             impls=("seed",) + FASTNN_IMPLS + ("torch",), small=f"{_name}_seed", slow_impls=("seed",),
              note="forward + grad_input + grad_weight + grad_bias")(_conv_factory(_name))
+for _name, _s in SEED_SHAPES.items():
+    N, C, H, W, K, k, pad = _s
+    workload(_name, op="conv2d", shape=f"N={N} C={C} {H}x{W} K={K} {k}x{k} pad {pad}", flops=_conv_flops(*_s),
+             impls=("seed",), hidden=True)(_conv_factory(_name))
 
 POOL = (32, 32, 28, 28)
 
@@ -78,7 +105,7 @@ def maxpool(impl):
             torch.nn.functional.max_pool2d(xt, 2).backward(gt)
 
         return step
-    from ..functional import conv as F
+    from fastnn import functional as F
 
     def step():
         F.max_pool2d(x, 2)
@@ -111,6 +138,6 @@ def cnn_step(impl):
         return train_step(impl, tnn.Sequential(tnn.Conv2d(1, 32, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
                                                tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
                                                tnn.Flatten(), tnn.Linear(64 * 7 * 7, 10)), x, y)
-    from .. import train
+    from fastnn import train
 
     return train_step(impl, train.cnn(rng=rng), x, y)

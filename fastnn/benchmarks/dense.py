@@ -27,6 +27,6 @@ def mlp_step(impl):
         tnn = torch.nn
         return train_step(impl, tnn.Sequential(tnn.Linear(784, 256), tnn.Sigmoid(), tnn.Linear(256, 256),
                                                tnn.Sigmoid(), tnn.Linear(256, 10)), x, y)
-    from .. import train
+    from fastnn import train
 
     return train_step(impl, train.mlp(rng=rng), x, y)

@@ -33,7 +33,7 @@ def lstm(impl):
             out.backward(gt)
 
         return step
-    from .. import nn
+    from fastnn import nn
 
     m = nn.LSTM(I, H, rng=rng)
 
@@ -80,7 +80,7 @@ def seq2seq_step(impl):
             opt.step()
 
         return step
-    from .. import optim, train
+    from fastnn import optim, train
 
     m = train.seq2seq_model(c["vocab"], c["emb"], c["hid"], 1, 0.0, rng=rng)
     m.src_pad_idx = None  # the seed has no padding mask

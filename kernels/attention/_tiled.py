@@ -25,10 +25,15 @@ BLAS call on them spends much of its time waking and joining threads. So the wor
 into one part per thread, each run in a Python worker thread with single-threaded BLAS
 (which releases the GIL) and the serial build of the compiled kernels (``ops.serial``):
 contiguous ranges of the batch when it has at least as many elements as threads, otherwise
-ranges of query rows (B=1, long sequences; cut so causal parts get equal work). Query-row
-parts of the backward each accumulate their own grad_k/grad_v, summed at the end. Work too
+ranges of query rows (B=1, long sequences; cut so causal parts get equal work). Work too
 small to split runs as one part with the parallel kernels (``ops.parallel``). BLAS is never
 called inside a compiled parallel loop.
+
+Who writes what: a part's thread alone writes its rows of ``out``, ``lse`` and ``grad_q`` and
+its own scratch. Batch parts own whole batch elements, so also their ``grad_k``/``grad_v``.
+Query-row parts all touch every key, so each gets its own ``grad_k``/``grad_v`` (the first
+part the output arrays themselves), added after all parts finished, in part order. The parts
+are fixed by the shapes and the thread count, so the result is the same bits on every run.
 """
 import numpy as np
 

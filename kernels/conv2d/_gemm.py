@@ -15,9 +15,14 @@ Why threads over the batch, BLAS single-threaded
 ------------------------------------------------
 The batch is cut into chunks (at least two per thread) that the threads
 (``fastnn.get_num_threads()``) take from a shared counter; each thread unrolls, multiplies
-(BLAS on one thread, in the calling thread) and scatters its chunks with its own buffers, and
-the threads meet only once, at the end (``grad_w``/``grad_b`` partial sums are added then, so
-their rounding can differ between runs by the order of the partial sums). A multi-threaded
+(BLAS on one thread, in the calling thread) and scatters its chunks with its own buffers.
+
+Who writes what: a chunk's thread alone writes that chunk's images of ``out`` (forward) and
+``grad_x`` (backward) and its own scratch. ``grad_w``/``grad_b`` get one partial sum per
+*chunk* (not per thread), added in chunk order by :class:`~fastnn.kernels._threads.OrderedSum`
+under a lock, so they are the same bits on every run whichever thread took which chunk
+(chunk boundaries depend on the thread count, so across thread counts only rounding
+differs). A multi-threaded
 BLAS call instead synchronises its threads inside every GEMM: on the shared 2-core machine
 this was 3-10x slower than one thread per GEMM (64x576 @ 576x3136: 24-32 ms on 2 BLAS threads
 vs 3.5-7 ms on one, measured), and the per-image GEMMs of a convolution are big enough to run near a
@@ -25,8 +30,9 @@ core's peak on their own. While the driver runs, OpenBLAS is set to one thread a
 after (a ctypes call, ~2 us).
 
 Memory: per thread, ``cols (C*KH*KW, n*P)`` and ``tmp``/``g`` ``(K, n*P)`` for a chunk of ``n``
-images with ``cols`` under ``COL_BYTES / threads``; the backward adds a ``(K, C/groups*KH*KW)``
-partial ``grad_w`` per thread. It does not grow with the batch.
+images with ``cols`` under ``COL_BYTES / threads``; the backward adds ``(K, C/groups*KH*KW)``
+partial ``grad_w`` buffers, one per chunk finished ahead of an earlier one still running
+(about one per thread), reused. It does not grow with the batch.
 """
 import itertools
 
@@ -34,15 +40,16 @@ import numpy as np
 
 from fastnn._config import get_num_threads
 
-from .._threads import executor, single_thread_blas
+from .._threads import OrderedSum, executor, single_thread_blas
 
 from . import choose_chunk, choose_strategy
 
 def _run(fn, N, step):
-    """Run ``fn(n0, n1)`` over the batch in chunks of ``step`` images on ``nt`` threads.
+    """Run ``fn(n0, n1, state)`` over the batch in chunks of ``step`` images on ``nt`` threads
+    (``state``: what ``fn`` returned for this thread's previous chunk, None at first).
 
     Chunks are handed out dynamically (a shared counter): a thread that the OS delays does
-    fewer chunks instead of making the others wait at the end. Returns each thread's result.
+    fewer chunks instead of making the others wait at the end.
     """
     chunks = [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
     nt = max(1, min(get_num_threads(), len(chunks)))
@@ -54,15 +61,18 @@ def _run(fn, N, step):
             if t >= len(chunks):
                 break
             state = fn(*chunks[t], state)
-        return state
 
     with single_thread_blas():
         if nt == 1:
-            return [worker()]
+            worker()
+            return
         pool = executor(nt - 1, "conv")
         futures = [pool.submit(worker) for _ in range(nt - 1)]
-        first = worker()  # this thread works too
-        return [first] + [f.result() for f in futures]
+        try:
+            worker()  # this thread works too
+        finally:
+            for f in futures:
+                f.result()
 
 
 def _geometry(x, w, out_hw, groups):
@@ -103,33 +113,29 @@ def backward(ops, grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilat
     geo = (kh, kw, stride[0], stride[1], padding[0], padding[2], dilation[0], dilation[1], OH, OW)
     wm = w.reshape(K, ckk)
 
+    total = OrderedSum((grad_w.reshape(K, ckk), grad_b if grad_b is not None else np.empty(K, x.dtype)))
+
     def work(n0, n1, st):
-        if st is None:  # per-thread buffers and partial sums
-            st = (np.empty((C * kh * kw, step * P), x.dtype), np.empty((K, step * P), x.dtype),
-                  np.zeros((K, ckk), x.dtype), np.zeros(K, x.dtype), np.empty((kg, ckk), x.dtype))
-        cols, g, gw, gb, part = st
+        if st is None:  # per-thread buffers, and free partial-sum buffers
+            st = (np.empty((C * kh * kw, step * P), x.dtype), np.empty((K, step * P), x.dtype), [])
+        cols, g, free = st
+        gw, gb = free.pop() if free else (np.empty((K, ckk), x.dtype), np.empty(K, x.dtype))
         m = (n1 - n0) * P
+        gb.fill(0)
         ops.nchw_to_gemm(grad_out, n0, n1, g, gb)
         ops.im2col(x, n0, n1, cols, *geo)
         for q in range(groups):
             ks, cs = slice(q * kg, (q + 1) * kg), slice(q * ckk, (q + 1) * ckk)
-            np.matmul(g[ks, :m], cols[cs, :m].T, out=part)
-            gw[ks] += part
+            np.matmul(g[ks, :m], cols[cs, :m].T, out=gw[ks])
             if grad_x is not None:  # this group's cols are used up: reuse the buffer
                 np.matmul(wm[ks].T, g[ks, :m], out=cols[cs, :m])
         if grad_x is not None:
             ops.col2im(cols, grad_x, n0, n1, *geo)
+        free.extend(total.add(n0 // step, (gw, gb)))
         return st
 
-    parts = [p for p in _run(work, N, step) if p is not None]
-    gw = grad_w.reshape(K, ckk)
-    gw[...] = parts[0][2]
-    for p in parts[1:]:
-        gw += p[2]
-    if grad_b is not None:
-        grad_b[...] = parts[0][3]
-        for p in parts[1:]:
-            grad_b += p[3]
+    _run(work, N, step)
+    assert total.count == -(-N // step)  # every chunk's partial is in
 
 
 def entry_points(ops):

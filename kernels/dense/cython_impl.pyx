@@ -174,13 +174,25 @@ def cross_entropy_backward(const floating[:, ::1] logits, const int64_t[::1] tar
         out[i, target[i]] -= <floating>scale
 
 
+cdef Py_ssize_t _BLOCK = 4096
+
+
 def mse_forward(const floating[::1] y, const floating[::1] t):
-    cdef Py_ssize_t i, n = y.shape[0]
-    cdef double d, s = 0
+    # One partial sum per fixed block of _BLOCK elements, then the partials in block order: the
+    # same bits on every run and at any thread count (an OpenMP reduction adds the threads'
+    # partials in whatever order they finish).
+    cdef Py_ssize_t b, i, n = y.shape[0], nblk = (n + _BLOCK - 1) // _BLOCK
+    cdef double d, acc, s = 0
+    cdef double[::1] part = np.empty(nblk)
     cdef int nt = _threads(n)
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        d = <double>y[i] - <double>t[i]
-        s += d * d
+    for b in prange(nblk, nogil=True, schedule="static", num_threads=nt):
+        acc = 0
+        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
+            d = <double>y[i] - <double>t[i]
+            acc = acc + d * d
+        part[b] = acc
+    for b in range(nblk):
+        s += part[b]
     return s
 
 

@@ -179,12 +179,25 @@ def cross_entropy_backward(logits, target, scale, out):
         out[i, target[i]] -= scale
 
 
+_BLOCK = 4096
+
+
 @njit(**_jit)
 def mse_forward(y, t):
+    # one partial per fixed block, added in block order: the same bits on every run and at any
+    # thread count (not a prange reduction, whose partials follow the thread split)
+    n = y.size
+    nblk = (n + _BLOCK - 1) // _BLOCK
+    part = np.empty(nblk)
+    for b in prange(nblk):
+        acc = 0.0
+        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
+            d = np.float64(y[i]) - np.float64(t[i])
+            acc += d * d
+        part[b] = acc
     s = 0.0
-    for i in prange(y.size):
-        d = np.float64(y[i]) - np.float64(t[i])
-        s += d * d
+    for b in range(nblk):
+        s += part[b]
     return s
 
 

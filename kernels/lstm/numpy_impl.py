@@ -73,8 +73,11 @@ class _Done:
 def _spawn(fn, *args):
     """Run ``fn(*args)`` on the helper thread when fastnn has 2+ threads, else now.
 
-    Jobs run one at a time in submission order, so accumulations into one array never race.
-    NumPy releases the GIL inside BLAS, so a job's GEMM runs beside the caller's time loop.
+    The helper is one thread: jobs run one at a time, in submission order. That is what makes
+    the backward's ``grad_w += ...`` accumulations safe and their order fixed, *provided the
+    caller itself never runs such a job while one of its jobs may be running*: every chunk goes
+    through here, and the caller only waits. NumPy releases the GIL inside BLAS, so a job's GEMM
+    runs beside the caller's time loop.
     """
     from fastnn._config import get_num_threads
 
@@ -110,6 +113,14 @@ def layer_functions(gates_forward, gates_backward):
     on one BLAS thread); the big GEMMs that do not depend on it run beside it on a helper
     thread, chunk by chunk: in forward the input projection of later steps, in backward the
     weight and input gradients of the steps already done.
+
+    Who writes what. Forward: the helper writes ``xg[lo:hi]`` of the chunks it was given, the
+    caller only reads a chunk after waiting for it; the caller alone writes ``hs``, ``cs``,
+    ``acts``. Backward: the caller alone writes ``dz``, ``dh_rec``, ``dc`` (the time loop);
+    the helper alone writes ``grad_w_ih``, ``grad_w_hh`` and ``grad_x`` (every chunk, the last
+    one too, in the fixed order T-1 .. 0, one job at a time), reading only ``dz`` rows the loop
+    has finished; the caller reads those grads only after waiting for every job. So no array is
+    written by two threads, and the sums are added in the same order on every run.
     """
 
     def lstm_layer_forward(x, w_ih, w_hh, bias, h0, c0, hs, cs, acts):
@@ -131,16 +142,21 @@ def layer_functions(gates_forward, gates_backward):
         else:
             w_hh_t = w_hh.T
         h_prev, c_prev = h0, c0
-        with single_thread_blas():
-            parts = _chunks(T)
-            project(*parts[0])
-            ready = {lo: _spawn(project, lo, hi) for lo, hi in parts[1:]}
-            for t in range(T):
-                if t in ready:
-                    ready.pop(t).result()
-                np.matmul(h_prev, w_hh_t, out=hg)
-                gates_forward(xg[t], hg, c_prev, hs[t], cs[t], acts[t])
-                h_prev, c_prev = hs[t], cs[t]
+        ready = {}
+        try:
+            with single_thread_blas():
+                parts = _chunks(T)
+                project(*parts[0])
+                ready = {lo: _spawn(project, lo, hi) for lo, hi in parts[1:]}
+                for t in range(T):
+                    if t in ready:
+                        ready.pop(t).result()
+                    np.matmul(h_prev, w_hh_t, out=hg)
+                    gates_forward(xg[t], hg, c_prev, hs[t], cs[t], acts[t])
+                    h_prev, c_prev = hs[t], cs[t]
+        finally:  # (only when the loop raised) no job may still write the workspace
+            for j in ready.values():
+                j.result()
 
     def lstm_layer_backward(grad_hs, grad_hn, grad_cn, x, w_ih, w_hh, h0, c0, hs, cs, acts,
                             grad_x, grad_w_ih, grad_w_hh, grad_b, grad_h0, grad_c0):
@@ -167,16 +183,16 @@ def layer_functions(gates_forward, gates_backward):
                 np.matmul(d, w_ih, out=grad_x[lo:hi].reshape(-1, I))
 
         jobs = []
-        with single_thread_blas():
-            for lo, hi in reversed(_even_chunks(T)):
-                for t in range(hi - 1, lo - 1, -1):
-                    gates_backward(grad_hs[t], dh_rec, dc, acts[t], cs[t - 1] if t else c0, cs[t], dz[t], dc_prev)
-                    dc, dc_prev = dc_prev, dc
-                    np.matmul(dz[t], w_hh, out=dh_rec)
-                if lo > 0:
+        try:
+            with single_thread_blas():
+                for lo, hi in reversed(_even_chunks(T)):
+                    for t in range(hi - 1, lo - 1, -1):
+                        gates_backward(grad_hs[t], dh_rec, dc, acts[t], cs[t - 1] if t else c0, cs[t], dz[t],
+                                       dc_prev)
+                        dc, dc_prev = dc_prev, dc
+                        np.matmul(dz[t], w_hh, out=dh_rec)
                     jobs.append(_spawn(weight_grads, lo, hi))
-                else:  # the last chunk: nothing left to overlap with, run it here
-                    weight_grads(lo, hi)
+        finally:  # every job done (also when the loop raised): nothing writes dz or the grads after
             for j in jobs:
                 j.result()
         np.sum(dz.reshape(T * B, H4), axis=0, out=grad_b)

@@ -1,5 +1,0 @@
-import sys
-
-from . import _worker
-
-_worker(sys.argv[1:])
