@@ -37,7 +37,7 @@ from .loss import (
     smooth_l1_loss_backward,
 )
 
-from .recurrent import embedding, embedding_backward, lstm, lstm_backward
+from .recurrent import embedding, embedding_backward, gru, gru_backward, lstm, lstm_backward
 
 from .attention import (
     attention_weights,

@@ -2,7 +2,7 @@
 from .layers import Dropout, Flatten, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh
 from .module import Module, Parameter, is_grad_enabled, no_grad
 from . import utils
-from .recurrent import LSTM, AdditiveAttention, Embedding
+from .recurrent import GRU, LSTM, AdditiveAttention, Embedding, GRUCell, LSTMCell
 from .attention import MultiheadAttention, ScaledDotProductAttention
 from .conv import AvgPool2d, Conv2d, MaxPool2d
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
@@ -11,7 +11,7 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDi
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled",
     "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "Flatten", "Dropout", "Sequential",
-    "Embedding", "LSTM", "AdditiveAttention",
+    "Embedding", "LSTM", "GRU", "LSTMCell", "GRUCell", "AdditiveAttention",
     "ScaledDotProductAttention", "MultiheadAttention",
     "Conv2d", "MaxPool2d", "AvgPool2d",
     "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss", "SmoothL1Loss",
