@@ -30,8 +30,6 @@ _d.register_auto({
     "optim.sgd_step": [(0, "numpy"), (1 << 14, "numba")],
 })
 
-_TORCH_FLAGS = dict(foreach=None, differentiable=False, fused=None)
-
 
 def _nonneg(v, name):
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
