@@ -65,7 +65,8 @@ with open(_mode_file, "w") as f:
     f.write(MODE)
 
 setup(
-    packages=["fastnn", "fastnn.functional", "fastnn.nn", "fastnn.benchmarks", "fastnn.distributed", "fastnn.kernels"]
+    packages=["fastnn", "fastnn.functional", "fastnn.nn", "fastnn.optim", "fastnn.benchmarks", "fastnn.distributed",
+              "fastnn.kernels"]
     + [f"fastnn.kernels.{os.path.basename(os.path.dirname(init))}" for init in sorted(glob.glob("kernels/*/__init__.py"))],
     package_dir={"fastnn": "fastnn", "fastnn.kernels": "kernels"},
     ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, quiet=True, include_path=["kernels"],

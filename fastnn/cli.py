@@ -3,7 +3,7 @@ import argparse
 import os
 import sys
 
-MODELS = ("mlp", "seq2seq", "cnn",)
+MODELS = ("mlp", "seq2seq", "gru-seq2seq", "cnn",)
 
 
 def _info(args):
@@ -41,11 +41,19 @@ def _train(args):
         return _train_distributed(args)
     if args.threads:
         fastnn.set_num_threads(args.threads)
-    runner = {"mlp": train.train_mlp, "seq2seq": train.train_seq2seq, "cnn": train.train_cnn}[args.model]
+    runner = {"mlp": train.train_mlp, "seq2seq": train.train_seq2seq, "gru-seq2seq": train.train_gru_seq2seq,
+              "cnn": train.train_cnn}[args.model]
     kwargs = dict(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, limit=args.limit,
                   progress=not args.no_progress)
     if args.lr is not None:
         kwargs["lr"] = args.lr
+    seq = args.model.endswith("seq2seq")
+    for opt in ("clip", "scheduler"):
+        value = getattr(args, opt)
+        if value is not None:
+            if not seq:
+                raise ValueError(f"--{opt}: only the seq2seq models take it, not {args.model}")
+            kwargs[opt] = value
     with fastnn.use_backend(args.backend):
         acc = runner(**kwargs)
     print(f"test accuracy: {acc * 100:.2f}%")
@@ -181,6 +189,10 @@ def build_parser():
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's)")
     t.add_argument("--threads", type=_positive, default=None)
     t.add_argument("--limit", type=_positive, default=None, help="use only the first N training samples")
+    t.add_argument("--clip", type=float, default=None,
+                   help="seq2seq: clip the gradients' global L2 norm to this (default 1.0; 0: no clipping)")
+    t.add_argument("--scheduler", default=None, choices=("none", "step", "exponential", "cosine", "onecycle", "plateau"),
+                   help="seq2seq: learning-rate schedule (default none; see fastnn.train.make_scheduler)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel over the ranks of an MPI job (mlp, cnn): mpiexec -n N fastnn train cnn "

@@ -1,6 +1,7 @@
 """The seed's seq2seq with additive attention (common-networks.md, 传统seq2seq的注意力) on
 NumPy arrays, with explicit backward passes: :class:`Encoder`, :class:`Decoder`,
-:class:`Seq2Seq`.
+:class:`Seq2Seq`. ``rnn_type="gru"`` builds the same model around :class:`~fastnn.nn.GRU`
+(no cell state: ``cell`` is None wherever the LSTM model passes one).
 
 The classes mirror the seed's (same constructor arguments, attribute names and so the same
 state_dict keys as the seed's PyTorch model, ``fastnn.benchmarks._seed_seq2seq``). Slips of
@@ -26,39 +27,65 @@ import numpy as np
 from . import _random
 from .kernels._threads import single_thread_blas
 from ._validate import float_array, labels, positive_int
-from .nn import AdditiveAttention, Dropout, Embedding, Linear, LSTM, Module, no_grad
+from .nn import GRU, AdditiveAttention, Dropout, Embedding, Linear, LSTM, Module, no_grad
+
+
+_RNNS = {"lstm": LSTM, "gru": GRU}
+
+
+def _rnn_class(rnn_type):
+    if rnn_type not in _RNNS:
+        raise ValueError(f"rnn_type: expected one of {sorted(_RNNS)}, got {rnn_type!r}")
+    return _RNNS[rnn_type]
+
+
+def _rnn_forward(rnn, x, hidden, cell):
+    """One call of an LSTM or GRU with the seq2seq's (hidden, cell) convention (cell None for GRU)."""
+    if isinstance(rnn, GRU):
+        out, hidden = rnn(x, hidden)
+        return out, hidden, None
+    out, (hidden, cell) = rnn(x, None if hidden is None else (hidden, cell))
+    return out, hidden, cell
+
+
+def _rnn_backward(rnn, grad_out, grad_hidden, grad_cell):
+    if isinstance(rnn, GRU):
+        gx, gh = rnn.backward(grad_out, grad_hidden)
+        return gx, gh, None
+    gx, (gh, gc) = rnn.backward(grad_out, (grad_hidden, grad_cell))
+    return gx, gh, gc
 
 
 class Encoder(Module):
-    """Embedding, dropout, LSTM over the source sequence (the seed's ``Encoder``).
+    """Embedding, dropout, LSTM (or GRU) over the source sequence (the seed's ``Encoder``).
 
     Parameters
     ----------
     input_dim : int, source vocabulary size
     emb_dim, hid_dim, n_layers : int
-    dropout : float, on the embeddings and between LSTM layers (training only)
+    dropout : float, on the embeddings and between recurrent layers (training only)
     dtype, rng : module dtype; generator for init and dropout (default: fastnn's global one)
+    rnn_type : "lstm" (default, the seed's) or "gru"
 
     ``forward(src) -> (outputs, hidden, cell)``: src int (src_len, batch); outputs
-    (src_len, batch, hid_dim), hidden and cell (n_layers, batch, hid_dim).
-    ``backward(grad_outputs, grad_hidden, grad_cell)`` returns None (ids have no gradient).
+    (src_len, batch, hid_dim), hidden and cell (n_layers, batch, hid_dim) (cell None for a
+    GRU). ``backward(grad_outputs, grad_hidden, grad_cell)`` returns None (ids have no gradient).
     """
 
-    def __init__(self, input_dim, emb_dim, hid_dim, n_layers, dropout, dtype=np.float32, rng=None):
+    def __init__(self, input_dim, emb_dim, hid_dim, n_layers, dropout, dtype=np.float32, rng=None, rnn_type="lstm"):
         super().__init__(dtype)
         self.input_dim, self.emb_dim, self.hid_dim, self.n_layers = input_dim, emb_dim, hid_dim, n_layers
         self.dropout = dropout
         self.embedding = Embedding(input_dim, emb_dim, dtype=dtype, rng=rng)
         self.emb_dropout = Dropout(dropout, rng=rng)
-        self.rnn = LSTM(emb_dim, hid_dim, n_layers, dropout=dropout, dtype=dtype, rng=rng)
+        self.rnn = _rnn_class(rnn_type)(emb_dim, hid_dim, n_layers, dropout=dropout, dtype=dtype, rng=rng)
 
     def forward(self, src):
         embedded = self.emb_dropout(self.embedding(src))
-        output, (hidden, cell) = self.rnn(embedded)
-        return output, hidden, cell
+        return _rnn_forward(self.rnn, embedded, None, None)
 
     def backward(self, grad_output, grad_hidden=None, grad_cell=None):
-        gx, _ = self.rnn.backward(grad_output, (grad_hidden, grad_cell))
+        gx, _, _ = _rnn_backward(self.rnn, grad_output, grad_hidden, grad_cell)
         self.embedding.backward(self.emb_dropout.backward(gx))
         return None
 
@@ -72,9 +99,9 @@ class Decoder(Module):
     emb_dim, hid_dim, n_layers : int
     dropout : float
     attention : :class:`~fastnn.nn.AdditiveAttention` (hid_dim, hid_dim)
-    dtype, rng : as :class:`Encoder`
+    dtype, rng, rnn_type : as :class:`Encoder`
 
-    Submodules ``embedding``, ``rnn = LSTM(emb_dim + hid_dim, hid_dim, n_layers)``,
+    Submodules ``embedding``, ``rnn = LSTM(emb_dim + hid_dim, hid_dim, n_layers)`` (or GRU),
     ``fc_out = Linear(emb_dim + 2 * hid_dim, output_dim)`` over ``[embedded; output; weighted]``.
 
     ``forward(input, hidden, cell, encoder_outputs, mask=None, keys=None) -> (prediction,
@@ -89,7 +116,8 @@ class Decoder(Module):
     summed ``grad_keys`` of all steps to ``attention.project_backward``.
     """
 
-    def __init__(self, output_dim, emb_dim, hid_dim, n_layers, dropout, attention, dtype=np.float32, rng=None):
+    def __init__(self, output_dim, emb_dim, hid_dim, n_layers, dropout, attention, dtype=np.float32, rng=None,
+                 rnn_type="lstm"):
         super().__init__(dtype)
         if not isinstance(attention, AdditiveAttention):
             raise TypeError(f"attention: expected a fastnn.nn.AdditiveAttention, got {type(attention).__name__}")
@@ -98,7 +126,7 @@ class Decoder(Module):
         self.attention = attention
         self.embedding = Embedding(output_dim, emb_dim, dtype=dtype, rng=rng)
         self.emb_dropout = Dropout(dropout, rng=rng)
-        self.rnn = LSTM(emb_dim + hid_dim, hid_dim, n_layers, dropout=dropout, dtype=dtype, rng=rng)
+        self.rnn = _rnn_class(rnn_type)(emb_dim + hid_dim, hid_dim, n_layers, dropout=dropout, dtype=dtype, rng=rng)
         self.fc_out = Linear(emb_dim + hid_dim * 2, output_dim, dtype=dtype, rng=rng)
 
     def forward(self, input, hidden, cell, encoder_outputs, mask=None, keys=None):
@@ -113,7 +141,7 @@ class Decoder(Module):
             a = self.attention.attend(hidden[-1], keys, mask)
         weighted = np.matmul(a[:, None, :], enc)[:, 0]                             # (B, H)
         rnn_input = np.concatenate([embedded, weighted], axis=1)[None]
-        output, (hidden, cell) = self.rnn(rnn_input, (hidden, cell))
+        output, hidden, cell = _rnn_forward(self.rnn, rnn_input, hidden, cell)
         prediction = self.fc_out(np.concatenate([embedded, output[0], weighted], axis=1))
         self._save(a, enc, keys is None)
         return prediction, hidden, cell
@@ -123,7 +151,7 @@ class Decoder(Module):
         E, H = self.emb_dim, self.hid_dim
         g = self.fc_out.backward(grad_output)
         g_emb, g_out, g_w = g[:, :E], g[:, E:E + H], g[:, E + H:]
-        gx, (gh, gc) = self.rnn.backward(g_out[None], (grad_hidden, grad_cell))
+        gx, gh, gc = _rnn_backward(self.rnn, g_out[None], grad_hidden, grad_cell)
         g_emb = g_emb + gx[0, :, :E]
         g_w = g_w + gx[0, :, E:]
         g_a = np.matmul(enc, g_w[:, :, None])[:, :, 0]                             # (B, S)
@@ -169,6 +197,9 @@ class Seq2Seq(Module):
         if encoder.hid_dim != decoder.hid_dim or encoder.n_layers != decoder.n_layers:
             raise ValueError(f"decoder: expected hid_dim {encoder.hid_dim} and n_layers {encoder.n_layers} "
                              f"(the encoder's), got {decoder.hid_dim} and {decoder.n_layers}")
+        if type(encoder.rnn) is not type(decoder.rnn):
+            raise ValueError(f"decoder: expected a {type(encoder.rnn).__name__} like the encoder's, "
+                             f"got {type(decoder.rnn).__name__}")
         super().__init__(encoder.dtype)
         self.encoder = encoder
         self.decoder = decoder

@@ -49,11 +49,12 @@ def evaluate(model, x, y, batch_size=1000):
 def fit(model, opt, train, test, epochs, batch_size, seed=0, progress=True, log=print, lr_gamma=1.0):
     """Mini-batch training with a tqdm progress bar (loss, samples/s); returns the test accuracy.
 
-    ``lr_gamma`` multiplies ``opt.lr`` after each epoch (torch's ``ExponentialLR``).
+    ``lr_gamma`` multiplies the learning rate after each epoch (an ``ExponentialLR``).
     """
     from tqdm import tqdm
 
     x_train, y_train = train
+    sched = optim.lr_scheduler.ExponentialLR(opt, lr_gamma)
     rng = np.random.default_rng(seed)
     n = len(x_train)
     for epoch in range(1, epochs + 1):
@@ -72,7 +73,7 @@ def fit(model, opt, train, test, epochs, batch_size, seed=0, progress=True, log=
         dt = time.perf_counter() - t0
         acc = evaluate(model, *test)
         log(f"epoch {epoch}: loss {running:.4f}, {dt:.1f} s ({n / dt:,.0f} samples/s), test accuracy {acc * 100:.2f}%")
-        opt.lr *= lr_gamma
+        sched.step()
     return acc
 
 
@@ -136,14 +137,50 @@ def reversal_batch(seqs):
     return src, trg
 
 
-def seq2seq_model(vocab=SEQ_VOCAB, emb_dim=32, hid_dim=128, n_layers=1, dropout=0.1, dtype=np.float32, rng=None):
-    """The seed's Encoder/AdditiveAttention/Decoder/Seq2Seq with source padding masked."""
+def seq2seq_model(vocab=SEQ_VOCAB, emb_dim=32, hid_dim=128, n_layers=1, dropout=0.1, dtype=np.float32, rng=None,
+                  rnn_type="lstm"):
+    """The seed's Encoder/AdditiveAttention/Decoder/Seq2Seq with source padding masked
+    (``rnn_type="gru"``: GRU encoder and decoder)."""
     from . import models
 
-    enc = models.Encoder(vocab, emb_dim, hid_dim, n_layers, dropout, dtype=dtype, rng=rng)
+    enc = models.Encoder(vocab, emb_dim, hid_dim, n_layers, dropout, dtype=dtype, rng=rng, rnn_type=rnn_type)
     att = nn.AdditiveAttention(hid_dim, hid_dim, dtype=dtype, rng=rng)
-    dec = models.Decoder(vocab, emb_dim, hid_dim, n_layers, dropout, att, dtype=dtype, rng=rng)
+    dec = models.Decoder(vocab, emb_dim, hid_dim, n_layers, dropout, att, dtype=dtype, rng=rng, rnn_type=rnn_type)
     return models.Seq2Seq(enc, dec, src_pad_idx=PAD)
+
+
+SCHEDULERS = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
+
+
+def make_scheduler(name, opt, epochs, steps_per_epoch):
+    """A learning-rate schedule for the seq2seq training loop, by name (``--scheduler``).
+
+    Returns ``(scheduler, per_batch)``: ``per_batch`` schedulers step after every optimiser
+    step, the others once per epoch (``plateau`` with the validation accuracy).
+
+    * ``none``: constant rate;
+    * ``step``: ``StepLR(step_size=1, gamma=0.5)``, halve after every epoch;
+    * ``exponential``: ``ExponentialLR(gamma=0.7)`` per epoch;
+    * ``cosine``: ``CosineAnnealingLR`` to 0 over all batches;
+    * ``onecycle``: ``OneCycleLR(max_lr=lr)`` over all batches (warm-up, then anneal);
+    * ``plateau``: ``ReduceLROnPlateau(mode="max", factor=0.5, patience=0)`` on validation accuracy.
+    """
+    S = optim.lr_scheduler
+    lr = opt.param_groups[0]["lr"]
+    total = max(1, epochs * steps_per_epoch)
+    if name == "none":
+        return None, False
+    if name == "step":
+        return S.StepLR(opt, step_size=1, gamma=0.5), False
+    if name == "exponential":
+        return S.ExponentialLR(opt, gamma=0.7), False
+    if name == "cosine":
+        return S.CosineAnnealingLR(opt, T_max=total), True
+    if name == "onecycle":
+        return S.OneCycleLR(opt, max_lr=lr, total_steps=total), True
+    if name == "plateau":
+        return S.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=0), False
+    raise ValueError(f"scheduler: expected one of {SCHEDULERS}, got {name!r}")
 
 
 def sequence_loss(logits, trg, pad=PAD):
@@ -157,16 +194,6 @@ def sequence_loss(logits, trg, pad=PAD):
     grad = np.zeros_like(logits)
     grad[1:] = (F.cross_entropy_backward(flat, tgt, reduction="sum") * (keep / count)[:, None]).reshape(T - 1, B, V)
     return loss, grad
-
-
-def clip_grad_norm(params, max_norm):
-    """Scale all gradients so their global L2 norm is at most ``max_norm`` (``torch.nn.utils.clip_grad_norm_``)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    norm = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads)))
-    if norm > max_norm:
-        for g in grads:
-            g *= max_norm / (norm + 1e-6)
-    return norm
 
 
 def sequence_accuracy(model, seqs, batch_size=500):
@@ -183,13 +210,18 @@ def sequence_accuracy(model, seqs, batch_size=500):
 
 
 def train_seq2seq(epochs=3, batch_size=64, lr=3e-3, seed=0, limit=None, progress=True, log=print,
-                  teacher_forcing_ratio=0.5):
+                  teacher_forcing_ratio=0.5, clip=1.0, scheduler="none", rnn_type="lstm"):
     """Train the seed's seq2seq to reverse digit strings of length 5-12 with Adam.
 
     ``limit`` training sequences (default 20000), 500 for validation after each epoch and a
     held-out test set of 1000 (no string of the test or validation set is in the training
-    set). Returns the exact-sequence test accuracy of greedy decoding (a fraction).
+    set). ``clip``: the gradients' global L2 norm is clipped to it before each step
+    (``nn.utils.clip_grad_norm_``; 0 turns clipping off). ``scheduler``: a learning-rate
+    schedule by name (:func:`make_scheduler`). ``rnn_type``: "lstm" (the seed's) or "gru".
+    Returns the exact-sequence test accuracy of greedy decoding (a fraction).
     """
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip >= 0:
+        raise ValueError(f"clip: expected a number >= 0 (0: no clipping), got {clip!r}")
     from tqdm import tqdm
 
     t_start = time.perf_counter()
@@ -197,10 +229,11 @@ def train_seq2seq(epochs=3, batch_size=64, lr=3e-3, seed=0, limit=None, progress
     test = reversal_data(1000, rng)
     val = reversal_data(500, rng, exclude=test)
     train = reversal_data(limit or 20000, rng, exclude=test + val)
-    model = seq2seq_model(rng=_random.manual_seed(seed))
+    model = seq2seq_model(rng=_random.manual_seed(seed), rnn_type=rnn_type)
     opt = optim.Adam(model.parameters(), lr=lr)
     tf_rng = np.random.default_rng(seed + 1)
     n = len(train)
+    sched, per_batch = make_scheduler(scheduler, opt, epochs, -(-n // batch_size))
     for epoch in range(1, epochs + 1):
         order = rng.permutation(n)
         t0 = time.perf_counter()
@@ -212,8 +245,11 @@ def train_seq2seq(epochs=3, batch_size=64, lr=3e-3, seed=0, limit=None, progress
             logits = model(src, trg, teacher_forcing_ratio, rng=tf_rng)
             loss, grad = sequence_loss(logits, trg)
             model.backward(grad)
-            clip_grad_norm(opt.params, 1.0)
+            if clip:
+                nn.utils.clip_grad_norm_(opt.params, clip)
             opt.step()
+            if per_batch:
+                sched.step()
             running = loss if running is None else 0.95 * running + 0.05 * loss
             if k % 20 == 0:
                 elapsed = time.perf_counter() - t0
@@ -221,11 +257,18 @@ def train_seq2seq(epochs=3, batch_size=64, lr=3e-3, seed=0, limit=None, progress
         dt = time.perf_counter() - t0
         acc = sequence_accuracy(model, val)
         log(f"epoch {epoch}: loss {running:.4f}, {dt:.1f} s ({n / dt:,.0f} sequences/s), "
-            f"validation exact-sequence accuracy {acc * 100:.2f}%")
+            f"validation exact-sequence accuracy {acc * 100:.2f}%, lr {opt.param_groups[0]['lr']:.3g}")
+        if sched is not None and not per_batch:
+            sched.step(acc) if scheduler == "plateau" else sched.step()
     acc = sequence_accuracy(model, test)
     log(f"trained and evaluated in {time.perf_counter() - t_start:.1f} s; "
         f"held-out exact-sequence accuracy on {len(test)} reversals")
     return acc
+
+
+def train_gru_seq2seq(**kwargs):
+    """:func:`train_seq2seq` with a GRU encoder and decoder (``fastnn train gru-seq2seq``)."""
+    return train_seq2seq(rnn_type="gru", **kwargs)
 
 
 def cnn(dtype=np.float32, rng=None):

@@ -277,8 +277,10 @@ def test_bad_inputs_name_the_argument():
         F.softmax(f64, axis=2)
     with pytest.raises(TypeError, match="axis: expected an int"):
         F.softmax(f64, axis=1.0)
-    with pytest.raises(ValueError, match="logits: expected a 2-D array"):
-        F.cross_entropy(np.ones(3), [0])
+    with pytest.raises(ValueError, match=r"target: expected shape \(\), got \(1,\)"):
+        F.cross_entropy(np.ones(3), [0])  # (C,) logits are one unbatched sample, as torch
+    with pytest.raises(ValueError, match="logits: expected an array of shape"):
+        F.cross_entropy(np.ones(()), 0)
     with pytest.raises(ValueError, match=r"target: expected shape \(2,\)"):
         F.cross_entropy(f64, [0, 1, 2])
     with pytest.raises(TypeError, match="target: expected an integer array"):
@@ -299,7 +301,7 @@ def test_bad_inputs_name_the_argument():
 def test_out_of_range_labels(labels, bad):
     x = np.ones((2, 3))
     for fn in (F.cross_entropy, F.cross_entropy_backward):
-        with pytest.raises(IndexError, match=rf"target: expected values in \[0, 3\), got {bad}"):
+        with pytest.raises(IndexError, match=rf"target: expected values in \[0, 3\) or ignore_index -100, got {bad}"):
             fn(x, labels)
         with pytest.raises(ValueError):  # also a ValueError
             fn(x, labels)

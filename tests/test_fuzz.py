@@ -301,25 +301,122 @@ def _run_lstm(c, dt):
     return out, h, cn, F.lstm_backward(cast(c["g"], dt), ghx, cache)
 
 
+@st.composite
+def _gru(draw):
+    T, B, I, H = draw(st.sampled_from([1, 2, 5, 9])), draw(st.sampled_from([1, 3])), draw(pos), draw(pos)
+    layers, bias = draw(st.sampled_from([1, 2, 3])), draw(st.booleans())
+    w = []
+    for k in range(layers):
+        i = I if k == 0 else H
+        w.append(tuple(draw(arrays(s)) for s in [(3 * H, i), (3 * H, H)] + ([(3 * H,), (3 * H,)] if bias else [])))
+    return dict(x=draw(arrays((T, B, I))), w=w, h0=draw(arrays((layers, B, H))) if draw(st.booleans()) else None,
+                g=draw(arrays((T, B, H))) if draw(st.booleans()) else None,
+                ghn=draw(arrays((layers, B, H))) if draw(st.booleans()) else None)
+
+
+@op("gru", _gru(), scale=30)
+def _run_gru(c, dt):
+    weights = [tuple(cast(a, dt) for a in lw) + ((None, None) if len(lw) == 2 else ()) for lw in c["w"]]
+    h0 = None if c["h0"] is None else cast(c["h0"], dt)
+    out, h, cache = F.gru(cast(c["x"], dt), h0, weights, return_cache=True)
+    g = None if c["g"] is None else cast(c["g"], dt)
+    ghn = None if c["ghn"] is None else cast(c["ghn"], dt)
+    return out, h, F.gru_backward(g, ghn, cache)
+
+
+# ----------------------------------------------------------------------------------------- losses
+@st.composite
+def _class_loss(draw):
+    n, c = draw(dims), draw(pos)
+    extra = tuple(draw(st.lists(st.sampled_from([1, 2, 3]), min_size=0, max_size=2)))
+    shape = (n, c) + extra
+    rng = np.random.default_rng(draw(st.integers(0, 999)))
+    t = rng.integers(0, c, (n,) + extra)
+    ignore = draw(st.sampled_from([-100, 0]))
+    if t.size and draw(st.booleans()):
+        t.reshape(-1)[:: 2] = ignore
+    probs = rng.dirichlet(np.ones(c), n * int(np.prod(extra, dtype=int)))
+    probs = np.moveaxis(probs.reshape((n,) + extra + (c,)), -1, 1)
+    red = draw(st.sampled_from(["mean", "sum", "none"]))
+    return dict(x=draw(arrays(shape, 1e-2, 1e3)), t=t, probs=probs, use_probs=draw(st.booleans()),
+                w=rng.uniform(0.2, 2, c) if draw(st.booleans()) else None, ignore=ignore,
+                eps=draw(st.sampled_from([0.0, 0.0, 0.3])), red=red,
+                g=draw(arrays((n,) + extra)) if red == "none" else 1.5)
+
+
+@op("cross_entropy_options", _class_loss(), scale=10)
+def _run_ce_options(c, dt):
+    x = cast(c["x"], dt)
+    w = None if c["w"] is None else c["w"].astype(dt)
+    g = c["g"] if c["red"] != "none" else cast(c["g"], dt)
+    if c["use_probs"]:
+        t, kw = c["probs"].astype(dt), dict(weight=w, label_smoothing=c["eps"])
+    else:
+        t, kw = c["t"], dict(weight=w, label_smoothing=c["eps"], ignore_index=c["ignore"])
+    return (F.cross_entropy(x, t, c["red"], **kw), F.cross_entropy_backward(x, t, c["red"], grad_output=g, **kw),
+            F.nll_loss(x, c["t"], w, ignore_index=c["ignore"], reduction=c["red"]),
+            F.nll_loss_backward(x, c["t"], w, ignore_index=c["ignore"], reduction=c["red"], grad_output=g))
+
+
+_POINTWISE = {
+    "mse": (F.mse_loss, F.mse_loss_backward, {}), "l1": (F.l1_loss, F.l1_loss_backward, {}),
+    "smooth_l1": (F.smooth_l1_loss, F.smooth_l1_loss_backward, dict(beta=0.5)),
+    "huber": (F.huber_loss, F.huber_loss_backward, dict(delta=1.5)),
+    "bce": (F.binary_cross_entropy, F.binary_cross_entropy_backward, {}),
+    "bce_logits": (F.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits_backward, {}),
+    "kl": (F.kl_div, F.kl_div_backward, {}), "kl_log": (F.kl_div, F.kl_div_backward, dict(log_target=True)),
+}
+
+
+@st.composite
+def _pointwise(draw):
+    shape = tuple(draw(st.lists(st.sampled_from([0, 1, 2, 3, 5, 4099]), min_size=1, max_size=2)))
+    red = draw(st.sampled_from(["mean", "sum", "none"]))
+    return dict(kind=draw(st.sampled_from(sorted(_POINTWISE))), x=draw(arrays(shape, 1e-2, 30.0)),
+                t=draw(arrays(shape)), red=red, g=draw(arrays(shape)) if red == "none" else 0.7,
+                pw=draw(arrays(shape[-1:])) if draw(st.booleans()) else None)
+
+
+@op("pointwise_losses", _pointwise(), scale=10)
+def _run_pointwise(c, dt):
+    fwd, bwd, kw = _POINTWISE[c["kind"]]
+    x, t = cast(c["x"], dt), cast(c["t"], dt)
+    if c["kind"] == "bce":  # probabilities
+        x, t = 1 / (1 + np.exp(-x)), 1 / (1 + np.exp(-t))
+    elif c["kind"] == "bce_logits":
+        t = 1 / (1 + np.exp(-t))
+        if c["pw"] is not None:
+            kw = dict(pos_weight=np.abs(cast(c["pw"], dt)))
+    elif c["kind"] == "kl":
+        t = np.abs(t)
+    g = c["g"] if c["red"] != "none" else cast(c["g"], dt)
+    return fwd(x, t, reduction=c["red"], **kw), bwd(x, t, reduction=c["red"], grad_output=g, **kw)
+
+
 # ----------------------------------------------------------------------------------- optimisers
 @st.composite
 def _optim(draw):
     n = draw(st.sampled_from([1, 7, 5003, 70001]))
-    kind = draw(st.sampled_from(["sgd", "adam"]))
-    if kind == "sgd":
+    kind = draw(st.sampled_from(["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]))
+    if kind == "SGD":
         mom = draw(st.sampled_from([0.0, 0.9]))
         kw = dict(lr=0.1, momentum=mom, dampening=draw(st.sampled_from([0.0, 0.5])) if mom else 0.0,
                   weight_decay=draw(st.sampled_from([0.0, 0.01])))
         kw["nesterov"] = bool(mom) and kw["dampening"] == 0 and draw(st.booleans())
-    else:
+    elif kind in ("Adam", "AdamW"):
         kw = dict(lr=0.01, weight_decay=draw(st.sampled_from([0.0, 0.1])), amsgrad=draw(st.booleans()))
+    elif kind == "RMSprop":
+        kw = dict(lr=0.01, momentum=draw(st.sampled_from([0.0, 0.9])), centered=draw(st.booleans()),
+                  weight_decay=draw(st.sampled_from([0.0, 0.1])))
+    else:
+        kw = dict(lr=0.1, lr_decay=draw(st.sampled_from([0.0, 0.1])), weight_decay=draw(st.sampled_from([0.0, 0.1])))
     return dict(p=draw(arrays((n,))), g=[draw(arrays((n,))) for _ in range(3)], kind=kind, kw=kw)
 
 
 @op("optim_step", _optim(), scale=10)
 def _run_optim(c, dt):
     p = nn.Parameter(cast(c["p"], dt).copy())
-    opt = (optim.SGD if c["kind"] == "sgd" else optim.Adam)([p], **c["kw"])
+    opt = getattr(optim, c["kind"])([p], **c["kw"])
     for g in c["g"]:
         p.grad = cast(g, dt)
         opt.step()

@@ -248,3 +248,77 @@ def test_cli_train_seq2seq_smoke(capsys):
     out = capsys.readouterr().out
     assert "validation exact-sequence accuracy" in out
     assert out.strip().splitlines()[-1].startswith("test accuracy: ") and out.strip().endswith("%")
+
+
+# -- GRU seq2seq, --clip and --scheduler (issue 13) ---------------------------------------------
+def test_gru_seq2seq_finite_differences_tiny(rng):
+    enc = models.Encoder(5, 3, 4, 2, 0.0, dtype=np.float64, rng=rng, rnn_type="gru")
+    att = nn.AdditiveAttention(4, 4, dtype=np.float64, rng=rng)
+    dec = models.Decoder(6, 3, 4, 2, 0.0, att, dtype=np.float64, rng=rng, rnn_type="gru")
+    m = models.Seq2Seq(enc, dec, src_pad_idx=0)
+    assert isinstance(m.encoder.rnn, nn.GRU) and m.state_dict()["encoder.rnn.weight_hh_l1"].shape == (12, 4)
+    src = np.array([[1, 2], [3, 0], [4, 0]])
+    trg = np.array([[1, 1], [2, 5], [3, 4]])
+    g = rng.standard_normal((3, 2, 6))
+
+    def loss():
+        out = m(src, trg, 1.0)
+        for mod in m.modules():
+            mod._caches.clear()
+        return float((out[1:] * g[1:]).sum())
+
+    m(src, trg, 1.0)
+    m.backward(g)
+    assert all(not mod._caches for mod in m.modules())
+    for name, p in m.named_parameters():
+        saved = p.data.copy()
+
+        def fp(x):
+            p.data[...] = x
+            return loss()
+
+        num = central_diff(fp, saved)
+        p.data[...] = saved
+        assert_close(p.grad, num, np.float64, 1e4, name)
+    out = m.generate(src, 4, 1, 2)
+    assert out.shape[1] == 2
+
+
+def test_gru_and_lstm_halves_do_not_mix(rng):
+    enc = models.Encoder(5, 3, 4, 1, 0.0, rng=rng, rnn_type="gru")
+    dec = models.Decoder(6, 3, 4, 1, 0.0, nn.AdditiveAttention(4, 4, rng=rng), rng=rng)
+    with pytest.raises(ValueError, match="decoder: expected a GRU"):
+        models.Seq2Seq(enc, dec)
+    with pytest.raises(ValueError, match="rnn_type"):
+        models.Encoder(5, 3, 4, 1, 0.0, rnn_type="rnn")
+
+
+def test_make_scheduler():
+    from fastnn import optim
+    from fastnn.train import SCHEDULERS, make_scheduler
+
+    p = nn.Parameter(np.zeros(2))
+    kinds = {}
+    for name in SCHEDULERS:
+        s, per_batch = make_scheduler(name, optim.Adam([p], lr=0.01), 3, 10)
+        kinds[name] = (type(s).__name__ if s is not None else None, per_batch)
+    assert kinds == {"none": (None, False), "step": ("StepLR", False), "exponential": ("ExponentialLR", False),
+                     "cosine": ("CosineAnnealingLR", True), "onecycle": ("OneCycleLR", True),
+                     "plateau": ("ReduceLROnPlateau", False)}
+    with pytest.raises(ValueError, match="scheduler: expected one of"):
+        make_scheduler("linear", optim.Adam([p]), 1, 1)
+
+
+def test_cli_train_gru_seq2seq_with_clip_and_scheduler(capsys):
+    from fastnn import cli
+
+    for args in (["gru-seq2seq", "--scheduler", "onecycle", "--clip", "0.5"],
+                 ["seq2seq", "--scheduler", "plateau", "--clip", "0"]):
+        assert cli.main(["train", *args, "--epochs", "1", "--limit", "96", "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert "validation exact-sequence accuracy" in out and ", lr " in out
+        assert out.strip().splitlines()[-1].startswith("test accuracy: ")
+    assert cli.main(["train", "mlp", "--clip", "1"]) == 2
+    assert "--clip: only the seq2seq models" in capsys.readouterr().err
+    assert cli.main(["train", "seq2seq", "--clip", "-1", "--limit", "8", "--no-progress"]) == 2
+    assert "clip: expected a number >= 0" in capsys.readouterr().err

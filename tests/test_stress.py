@@ -6,7 +6,8 @@ at once must each get their solo answer.
 The drivers and what they split (see their docstrings for who writes what):
 
 * LSTM (``kernels/lstm/numpy_impl.py``): the caller runs the time loop, one helper thread the
-  input projection (forward) and the weight/input gradients (backward);
+  input projection (forward) and the weight/input gradients (backward); the GRU
+  (``kernels/gru/numpy_impl.py``) the same way;
 * im2col convolution (``kernels/conv2d/_gemm.py``): batch chunks taken dynamically by threads,
   ``grad_w``/``grad_b`` partials per chunk added in chunk order;
 * tiled attention (``kernels/attention/_tiled.py``): batch parts, or query-row parts whose
@@ -104,6 +105,29 @@ def test_lstm_forward_backward(backend, nthreads):
     ref = _reference("lstm", _lstm_run(np.float64))
     with fastnn.use_backend(backend):
         _assert_repeatable(_lstm_run(np.float32), ref, rtol=2e-4)
+
+
+# -- GRU: the LSTM driver's design (kernels/gru/numpy_impl.py), 3 layers ---------------------------
+def _gru_run(dtype):
+    rng = np.random.default_rng(11)
+    m = nn.GRU(16, 96, 3, dtype=dtype, rng=rng)
+    x = rng.standard_normal((24, 4, 16))
+    g = rng.standard_normal((24, 4, 96))
+
+    def run():
+        m.zero_grad()
+        out, _ = m(x)
+        gx, _ = m.backward(g.astype(dtype))
+        return [out, gx] + [p.grad for p in m.parameters()]
+
+    return run
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + COMPILED)
+def test_gru_forward_backward(backend, nthreads):
+    ref = _reference("gru", _gru_run(np.float64))
+    with fastnn.use_backend(backend):
+        _assert_repeatable(_gru_run(np.float32), ref, rtol=2e-4)
 
 
 # -- im2col convolution: several batch chunks per thread ---------------------------------------------

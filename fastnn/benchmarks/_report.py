@@ -54,7 +54,7 @@ _TOP_FIELDS = {"schema": str, "created": str, "quick": bool, "threads": int, "un
                "blas": list, "torch": str, "torch_blas": list, "peer_check": (dict, type(None)),
                "sgemm_gflops": _OPT_F, "records": list}
 # Names users may give to --ops besides the workloads' ``op`` fields and workload names
-OP_ALIASES = {"dense": ("mlp",), "pooling": ("pool2d",), "recurrent": ("lstm", "seq2seq")}
+OP_ALIASES = {"dense": ("mlp",), "pooling": ("pool2d",), "recurrent": ("lstm", "gru", "seq2seq"), "optim": ("adamw",)}
 TORCH_HINT = ("torch is not installed, so there is no torch row. To compare: "
               "pip install 'fastnn[bench]' --extra-index-url https://download.pytorch.org/whl/cpu "
               "(the CPU-only wheels, as pytorch.org documents; the default index on Linux brings CUDA's)")

@@ -1,5 +1,6 @@
-"""Recurrent workloads (issue 5): an LSTM layer forward + backward, and one training step of
-the seed's seq2seq with additive attention (fastnn vs the seed's own PyTorch code)."""
+"""Recurrent workloads (issues 5, 13): an LSTM and a GRU layer forward + backward, and one
+training step of the seed's seq2seq with additive attention (fastnn vs the seed's own PyTorch
+code)."""
 import numpy as np
 
 from . import workload
@@ -36,6 +37,42 @@ def lstm(impl):
     from fastnn import nn
 
     m = nn.LSTM(I, H, rng=rng)
+
+    def step():
+        m.zero_grad()
+        m(x)
+        m.backward(g)
+
+    return step
+
+
+def _gru_flops(T=T, B=B, I=I, H=H):
+    return 3 * 2 * T * B * (I + H) * 3 * H
+
+
+@workload("gru", op="gru", shape=f"GRU({I}, {H}), T={T}, batch {B}", flops=_gru_flops(),
+          note="forward + backward (input, state and parameter gradients)")
+def gru(impl):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, I), dtype=np.float32)
+    g = rng.standard_normal((T, B, H), dtype=np.float32)
+    if impl == "torch":
+        import torch
+
+        m = torch.nn.GRU(I, H)
+        xt = torch.from_numpy(x).requires_grad_(True)
+        gt = torch.from_numpy(g)
+
+        def step():
+            m.zero_grad()
+            xt.grad = None
+            out, _ = m(xt)
+            out.backward(gt)
+
+        return step
+    from fastnn import nn
+
+    m = nn.GRU(I, H, rng=rng)
 
     def step():
         m.zero_grad()

@@ -1,15 +1,11 @@
 """fastnn.functional: the stateless public API (validation + dispatch), names as in torch."""
 from .dense import (
-    cross_entropy,
-    cross_entropy_backward,
     dropout,
     dropout_backward,
     linear,
     linear_backward,
     log_softmax,
     log_softmax_backward,
-    mse_loss,
-    mse_loss_backward,
     relu,
     relu_backward,
     sigmoid,
@@ -20,7 +16,28 @@ from .dense import (
     tanh_backward,
 )
 
-from .recurrent import embedding, embedding_backward, lstm, lstm_backward
+from .loss import (
+    binary_cross_entropy,
+    binary_cross_entropy_backward,
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_backward,
+    cross_entropy,
+    cross_entropy_backward,
+    huber_loss,
+    huber_loss_backward,
+    kl_div,
+    kl_div_backward,
+    l1_loss,
+    l1_loss_backward,
+    mse_loss,
+    mse_loss_backward,
+    nll_loss,
+    nll_loss_backward,
+    smooth_l1_loss,
+    smooth_l1_loss_backward,
+)
+
+from .recurrent import embedding, embedding_backward, gru, gru_backward, lstm, lstm_backward
 
 from .attention import (
     attention_weights,

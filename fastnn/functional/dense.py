@@ -1,4 +1,5 @@
-"""Dense ops: linear, activations, softmax, losses, dropout (forward and backward).
+"""Dense ops: linear, activations, softmax, dropout (forward and backward); losses are in
+:mod:`fastnn.functional.loss`.
 
 Each function validates its arguments, makes inputs C-contiguous (inputs are never
 modified), allocates the output in the input's dtype and calls the kernel of the backend in
@@ -8,9 +9,6 @@ import numpy as np
 
 from .. import _dispatch as _d
 from .. import _validate as _v
-
-_REDUCTIONS = ("mean", "sum", "none")
-
 
 def _flat_pair(grad_out, y, gname="grad_out", yname="y"):
     grad_out = _v.float_array(grad_out, gname)
@@ -200,98 +198,6 @@ def log_softmax(x, axis=-1):
 def log_softmax_backward(grad_out, y, axis=-1):
     """Gradient of :func:`log_softmax` from its output ``y``: ``grad_out - exp(y) * sum(grad_out)``."""
     return _row_op_backward("log_softmax_backward", grad_out, y, axis)
-
-
-def _loss_args(logits, target):
-    logits = _v.float_array(logits, "logits")
-    _v.ndim(logits, "logits", 2, " (batch, classes)")
-    if logits.shape[1] == 0:
-        raise ValueError(f"logits: expected at least one class, got shape {logits.shape}")
-    target = _v.labels(target, "target", logits.shape[1], length=logits.shape[0])
-    return _v.contiguous(logits), target
-
-
-def _reduction(reduction, allowed=_REDUCTIONS):
-    if reduction not in allowed:
-        raise ValueError(f"reduction: expected one of {allowed}, got {reduction!r}")
-    return reduction
-
-
-def cross_entropy(logits, target, reduction="mean"):
-    """Softmax cross-entropy with integer class labels, like ``torch.nn.functional.cross_entropy``.
-
-    Parameters
-    ----------
-    logits : array of shape (N, C), float32 or float64
-    target : int array of shape (N,), values in ``[0, C)``
-    reduction : {"mean", "sum", "none"}
-
-    Returns
-    -------
-    0-d array (``"mean"``, ``"sum"``; NaN for ``"mean"`` of an empty batch, as torch) or an
-    array of shape (N,) (``"none"``), dtype of ``logits``. Finite for logits of 1e4.
-    """
-    logits, target = _loss_args(logits, target)
-    _reduction(reduction)
-    n = logits.shape[0]
-    losses = np.empty(n, dtype=logits.dtype)
-    if n:
-        _d.kernel("dense", "cross_entropy_forward", logits.size)(logits, target, losses)
-    if reduction == "none":
-        return losses
-    if reduction == "sum":
-        return np.asarray(losses.sum(dtype=np.float64), dtype=logits.dtype)
-    return np.asarray(losses.sum(dtype=np.float64) / n if n else np.nan, dtype=logits.dtype)
-
-
-def cross_entropy_backward(logits, target, reduction="mean"):
-    """Gradient of :func:`cross_entropy` (``"mean"`` or ``"sum"``) with respect to ``logits``.
-
-    ``(softmax(logits) - onehot(target)) / N`` for ``"mean"`` (without the ``/ N`` for ``"sum"``),
-    computed in one fused pass. Returns an array of shape (N, C), dtype of ``logits``.
-    """
-    logits, target = _loss_args(logits, target)
-    _reduction(reduction, ("mean", "sum"))
-    n = logits.shape[0]
-    out = np.empty_like(logits)
-    if n:
-        scale = 1.0 / n if reduction == "mean" else 1.0
-        _d.kernel("dense", "cross_entropy_backward", logits.size)(logits, target, scale, out)
-    return out
-
-
-def _mse_args(y, t):
-    y = _v.float_array(y, "input")
-    t = _v.float_array(t, "target")
-    _v.same_dtype("input", y, target=t)
-    if y.shape != t.shape:
-        raise ValueError(f"target: expected the shape of input {y.shape}, got {t.shape}")
-    return _v.contiguous(y).reshape(-1), _v.contiguous(t).reshape(-1)
-
-
-def mse_loss(input, target, reduction="mean"):
-    """Mean squared error ``mean((input - target)**2)``, like ``torch.nn.functional.mse_loss``.
-
-    ``reduction`` is ``"mean"`` or ``"sum"``; returns a 0-d array of the input dtype.
-    """
-    y, t = _mse_args(input, target)
-    _reduction(reduction, ("mean", "sum"))
-    s = _d.kernel("dense", "mse_forward", y.size)(y, t) if y.size else 0.0
-    if reduction == "mean":
-        s = s / y.size if y.size else np.nan
-    return np.asarray(s, dtype=y.dtype)
-
-
-def mse_loss_backward(input, target, reduction="mean"):
-    """Gradient of :func:`mse_loss` with respect to ``input``: ``2 (input - target) / n`` (``/ n`` for mean)."""
-    shape = np.shape(input)
-    y, t = _mse_args(input, target)
-    _reduction(reduction, ("mean", "sum"))
-    out = np.empty_like(y)
-    if y.size:
-        scale = 2.0 / y.size if reduction == "mean" else 2.0
-        _d.kernel("dense", "mse_backward", y.size)(y, t, scale, out)
-    return out.reshape(shape)
 
 
 def dropout(x, p=0.5, training=True, rng=None, return_mask=False):

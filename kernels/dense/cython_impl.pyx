@@ -10,29 +10,20 @@ held and never inside a ``prange``.
 import numpy as np
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
-from libc.math cimport exp, expf, log, tanh, tanhf, isnan
+from libc.math cimport tanh, tanhf, isnan
 
 from fastnn._config import get_num_threads
 
 from .._threads import single_thread_blas
 from . import numpy_impl as _numpy_impl
 
-ctypedef fused floating:
-    float
-    double
+include "_rows.pxi"
 
 include "_blas.pxi"
 
 _BLAS = _blas_init()
 
 cdef Py_ssize_t _SERIAL = 1 << 14
-
-
-cdef inline floating _exp(floating v) noexcept nogil:
-    if floating is float:
-        return expf(v)
-    else:
-        return exp(v)
 
 
 cdef inline floating _tanh(floating v) noexcept nogil:
@@ -184,38 +175,6 @@ def tanh_backward(const floating[::1] grad_out, const floating[::1] y, floating[
     cdef int nt = _threads(n)
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
         out[i] = grad_out[i] * (1 - y[i] * y[i])
-
-
-cdef inline floating _row_max(const floating[:, ::1] x, Py_ssize_t i) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef floating m = x[i, 0]
-    for j in range(1, x.shape[1]):
-        if x[i, j] > m or isnan(x[i, j]):
-            m = x[i, j]
-    return m
-
-
-cdef inline void _scaled_softmax_row(const floating[:, ::1] x, Py_ssize_t i, floating[:, ::1] out,
-                                     double scale) noexcept nogil:
-    """out[i] = scale * softmax(x[i]): max, sum of exponentials, output (one row, in cache)."""
-    cdef Py_ssize_t j, c = x.shape[1]
-    cdef floating m = _row_max(x, i)
-    cdef double s = 0
-    for j in range(c):
-        out[i, j] = _exp(x[i, j] - m)
-        s += out[i, j]
-    s = scale / s
-    for j in range(c):
-        out[i, j] = <floating>(out[i, j] * s)
-
-
-cdef inline double _logsumexp_row(const floating[:, ::1] x, Py_ssize_t i) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef floating m = _row_max(x, i)
-    cdef double s = 0
-    for j in range(x.shape[1]):
-        s += _exp(x[i, j] - m)
-    return m + log(s)
 
 
 def softmax_forward(const floating[:, ::1] x, floating[:, ::1] out):
