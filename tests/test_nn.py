@@ -194,3 +194,30 @@ def test_float64_model_stays_float64(torch, rng):
     assert_close(y, tm(torch.from_numpy(x)).detach().numpy(), np.float64)
     m.to(np.float32)
     assert m[1].dtype is None and m[0].dtype == np.float32 and m(x).dtype == np.float32
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_sequential_fuses_conv_relu_with_the_same_result(backend, dtype, rng, train):
+    """Conv2d followed by ReLU runs fused inside Sequential; the result and every gradient are
+    those of the two modules called one after the other."""
+    layers = [nn.Conv2d(3, 8, 3, padding=1, dtype=dtype, rng=np.random.default_rng(1)), nn.ReLU(), nn.MaxPool2d(2),
+              nn.Conv2d(8, 4, 3, dtype=dtype, rng=np.random.default_rng(2)), nn.ReLU()]
+    seq = nn.Sequential(*layers).train(train)
+    x = rng.standard_normal((5, 3, 10, 10)).astype(dtype)
+    y = seq(x)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    gx = seq.backward(g)
+    grads = [p.grad.copy() for p in seq.parameters()]
+    seq.zero_grad()
+    h = x
+    for m in layers:  # one by one: no fusion
+        h = m(h)
+    gh = g
+    for m in reversed(layers):
+        gh = m.backward(gh)
+    np.testing.assert_array_equal(y, h)
+    np.testing.assert_array_equal(gx, gh)
+    for a, p in zip(grads, seq.parameters()):
+        np.testing.assert_array_equal(a, p.grad)
+    with pytest.raises(ValueError, match="no forward call"):
+        seq.backward(g)

@@ -164,3 +164,17 @@ def test_modules_match_torch(torch, rng, dtype):
         yt.backward(torch.from_numpy(g))
         assert_close(y, yt.detach().numpy(), dtype)
         assert_close(m.backward(g.astype(dtype)), xt.grad.numpy(), dtype)
+
+
+@pytest.mark.parametrize("hw", [(6, 8), (7, 9), (2, 2), (3, 5)])
+def test_max_pool_2x2_fast_path_ties_nans_odd_sizes(backend, dtype, hw, rng):
+    """The compiled 2x2 / stride 2 path: ties go to the first maximal element (row-major), a NaN
+    wins, and rows/columns no window covers get no gradient; same values as the reference."""
+    x = rng.integers(-2, 3, (2, 3) + hw).astype(dtype)  # many ties
+    x[0, 0, 0, 1] = np.nan
+    x[1, 2, -1, -1] = np.nan
+    g = rng.standard_normal((2, 3, hw[0] // 2, hw[1] // 2)).astype(dtype)
+    with fastnn.use_backend("reference"):
+        y_ref, gx_ref = F.max_pool2d(x, 2), F.max_pool2d_backward(g, x, 2)
+    np.testing.assert_array_equal(F.max_pool2d(x, 2), y_ref)
+    np.testing.assert_array_equal(F.max_pool2d_backward(g, x, 2), gx_ref)

@@ -23,6 +23,9 @@ def fit(model, opt, train, test, epochs, batch_size, seed=0, progress=True, log=
     rank, world = c.Get_rank(), c.Get_size()
     lead = rank == 0
     x_train, y_train = train
+    from .. import optim
+
+    sched = optim.lr_scheduler.ExponentialLR(opt, lr_gamma)  # the learning rate times lr_gamma after each epoch
     sampler = DistributedSampler(len(x_train), world, rank, shuffle=True, seed=seed)
     acc = 0.0
     for epoch in range(1, epochs + 1):
@@ -47,7 +50,7 @@ def fit(model, opt, train, test, epochs, batch_size, seed=0, progress=True, log=
         if lead:
             log(f"epoch {epoch}: loss {loss:.4f}, {dt:.1f} s ({len(x_train) / dt:,.0f} samples/s on {world} ranks; "
                 f"gradient allreduce {sync:.2f} s, {100 * sync / dt:.1f}% of the epoch), test accuracy {acc * 100:.2f}%")
-        opt.lr *= lr_gamma
+        sched.step()
     return acc
 
 

@@ -249,8 +249,8 @@ def max_pool2d_backward(grad_out, input, kernel_size, stride=None, padding=0, ce
     """
     x, kernel, stride, pad, out_shape = _pool_args(input, kernel_size, stride, padding, ceil_mode)
     grad_out = _pool_grad(grad_out, out_shape, x)
-    grad_x = np.zeros(x.shape, dtype=x.dtype)
-    if grad_out.size:
+    grad_x = np.empty(x.shape, dtype=x.dtype) if grad_out.size else np.zeros(x.shape, dtype=x.dtype)
+    if grad_out.size:  # the kernel writes every element
         _d.kernel("pool2d", "max_pool2d_backward", grad_out.size)(grad_out, _v.contiguous(x), grad_x, kernel, stride, pad)
     return grad_x
 

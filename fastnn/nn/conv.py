@@ -74,13 +74,24 @@ class Conv2d(Module):
 
     def forward(self, input):
         x = self._input(input)
-        self._save(x)
+        self._save(x, None)
         return F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data, **self._args())
 
+    def forward_relu(self, input):
+        """``relu(self(input))`` in one pass (the ReLU applied while each image's output is in
+        cache); the matching ``backward`` takes the gradient of the ReLU's output.
+        :class:`~fastnn.nn.Sequential` calls it for a ``Conv2d`` followed by a ``ReLU``."""
+        x = self._input(input)
+        y = F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data, activation="relu",
+                     **self._args())
+        self._save(x, y)
+        return y
+
     def backward(self, grad_output, need_input_grad=True):
-        (x,) = self._pop()
+        x, y = self._pop()
+        relu = dict(activation="relu", output=y) if y is not None else {}
         gx, gw, gb = F.conv2d_backward(grad_output, x, self.weight.data, need_input_grad=need_input_grad,
-                                       **self._args())
+                                       **self._args(), **relu)
         self.weight.accumulate(gw)
         if self.bias is not None:
             self.bias.accumulate(gb)

@@ -160,7 +160,12 @@ class Dropout(Module):
 
 
 class Sequential(Module):
-    """Modules applied in order; ``backward`` runs them in reverse. Keys ``"0.weight"`` etc. as torch."""
+    """Modules applied in order; ``backward`` runs them in reverse. Keys ``"0.weight"`` etc. as torch.
+
+    A :class:`~fastnn.nn.Conv2d` directly followed by a :class:`ReLU` runs as one fused call
+    (``Conv2d.forward_relu``: the ReLU applied while each image's output is in cache, and its
+    gradient taken in the convolution's backward), with the same result as the two in turn.
+    """
 
     def __init__(self, *modules):
         super().__init__()
@@ -179,12 +184,25 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, input):
-        for m in self._modules.values():
-            input = m(input)
+        from .conv import Conv2d
+
+        mods = list(self._modules.values())
+        fused, i = [], 0
+        while i < len(mods):
+            if isinstance(mods[i], Conv2d) and i + 1 < len(mods) and type(mods[i + 1]) is ReLU:
+                input = mods[i].forward_relu(input)
+                fused.append(i + 1)  # this ReLU's work (and its backward) is done by the convolution
+                i += 2
+            else:
+                input = mods[i](input)
+                i += 1
+        self._save(frozenset(fused))
         return input
 
     def backward(self, grad_output, need_input_grad=True):
+        (fused,) = self._pop()
         mods = list(self._modules.values())
         for i in range(len(mods) - 1, -1, -1):
-            grad_output = mods[i].backward(grad_output, need_input_grad=need_input_grad or i > 0)
+            if i not in fused:
+                grad_output = mods[i].backward(grad_output, need_input_grad=need_input_grad or i > 0)
         return grad_output

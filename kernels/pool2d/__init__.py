@@ -5,7 +5,7 @@ Shared signature of every backend (arrays C-contiguous, one float dtype; ``kerne
 is resolved by the functional layer and read from ``out``/``grad_out``)::
 
     max_pool2d_forward(x, out, kernel, stride, padding)
-    max_pool2d_backward(grad_out, x, grad_x, kernel, stride, padding)       grad_x zeroed by the caller
+    max_pool2d_backward(grad_out, x, grad_x, kernel, stride, padding)       writes all of grad_x
     avg_pool2d_forward(x, out, kernel, stride, padding, count_include_pad)
     avg_pool2d_backward(grad_out, grad_x, kernel, stride, padding, count_include_pad)   grad_x zeroed
 
@@ -13,7 +13,18 @@ Window ``(oh, ow)`` covers rows ``oh*sh - ph .. + kh`` clipped to the input (pad
 max, 0 for average). Max pooling's gradient goes to the *first* maximal element of a window in
 row-major order, and a NaN counts as maximal (torch's rule ``v > m or isnan(v)``). The average's
 divisor is the window clipped to ``H + ph`` / ``W + pw`` (``count_include_pad``) or to the input.
+
+The compiled backends have a fast path for the common 2x2 windows with stride 2 and no padding
+(non-overlapping windows that tile the input): four compares per output, and a backward that
+writes each window whole (the gradient at the first maximal element, zeros around it) instead
+of zeroing ``grad_x`` first and adding into it.
 """
+
+
+def tiles2(x, out, kh, kw, sh, sw, ph, pw):
+    """True for 2x2 windows, stride 2, no padding, all inside the input: the fast path."""
+    return (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0) and 2 * out.shape[2] <= x.shape[2] \
+        and 2 * out.shape[3] <= x.shape[3]
 
 
 def entry_points(max_forward, max_backward, avg_forward, avg_backward):

@@ -10,7 +10,7 @@ from cython.parallel cimport prange
 
 from fastnn._config import get_num_threads
 
-from . import entry_points
+from . import entry_points, tiles2
 
 ctypedef fused floating:
     float
@@ -69,6 +69,9 @@ def _max_backward(const floating[:, :, :, ::1] grad_out, const floating[:, :, :,
     for t in prange(N * C, nogil=True, schedule="static", num_threads=nt):
         n = t // C
         c = t % C
+        for h0 in range(H):
+            for w0 in range(W):
+                grad_x[n, c, h0, w0] = 0
         for oh in range(OH):
             h0 = max(oh * sh - ph, 0)
             h1 = min(oh * sh - ph + kh, H)
@@ -77,6 +80,83 @@ def _max_backward(const floating[:, :, :, ::1] grad_out, const floating[:, :, :,
                 w1 = min(ow * sw - pw + kw, W)
                 a = _argmax(x, n, c, h0, h1, w0, w1)
                 grad_x[n, c, a // W, a % W] += grad_out[n, c, oh, ow]
+
+
+# 2x2 windows, stride 2, no padding, covering the input (floor mode): the common case
+def _max2_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out):
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], OH = out.shape[2], OW = out.shape[3], t, n, c, oh, ow
+    cdef floating a, b, d, e, m
+    cdef int nt = _threads(N * C * OH * OW)
+    for t in prange(N * C, nogil=True, schedule="static", num_threads=nt):
+        n = t // C
+        c = t % C
+        for oh in range(OH):
+            for ow in range(OW):
+                a = x[n, c, 2 * oh, 2 * ow]
+                b = x[n, c, 2 * oh, 2 * ow + 1]
+                d = x[n, c, 2 * oh + 1, 2 * ow]
+                e = x[n, c, 2 * oh + 1, 2 * ow + 1]
+                m = a if a > b else b
+                m = m if m > d else d
+                m = m if m > e else e
+                if a != a or b != b or d != d or e != e:  # NaN wins
+                    m = a + b + d + e
+                out[n, c, oh, ow] = m
+
+
+def _max2_backward(const floating[:, :, :, ::1] grad_out, const floating[:, :, :, ::1] x,
+                   floating[:, :, :, ::1] grad_x):
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3], t, n, c, oh, ow, i, j
+    cdef floating a, b, d, e, m, v
+    cdef int k
+    cdef int nt = _threads(N * C * OH * OW)
+    for t in prange(N * C, nogil=True, schedule="static", num_threads=nt):
+        n = t // C
+        c = t % C
+        for oh in range(OH):
+            for ow in range(OW):
+                # the first maximal element in row-major order; the first NaN wins
+                a = x[n, c, 2 * oh, 2 * ow]
+                b = x[n, c, 2 * oh, 2 * ow + 1]
+                d = x[n, c, 2 * oh + 1, 2 * ow]
+                e = x[n, c, 2 * oh + 1, 2 * ow + 1]
+                k = 0
+                m = a
+                if a == a:
+                    if b != b or b > m:
+                        k = 1
+                        m = b
+                    if m == m and (d != d or d > m):
+                        k = 2
+                        m = d
+                    if m == m and (e != e or e > m):
+                        k = 3
+                v = grad_out[n, c, oh, ow]
+                grad_x[n, c, 2 * oh, 2 * ow] = v if k == 0 else 0
+                grad_x[n, c, 2 * oh, 2 * ow + 1] = v if k == 1 else 0
+                grad_x[n, c, 2 * oh + 1, 2 * ow] = v if k == 2 else 0
+                grad_x[n, c, 2 * oh + 1, 2 * ow + 1] = v if k == 3 else 0
+            for j in range(2 * OW, W):  # a last odd column no window covers
+                grad_x[n, c, 2 * oh, j] = 0
+                grad_x[n, c, 2 * oh + 1, j] = 0
+        for i in range(2 * OH, H):  # a last odd row no window covers
+            for j in range(W):
+                grad_x[n, c, i, j] = 0
+
+
+def _max_forward_any(x, out, kh, kw, sh, sw, ph, pw):
+    if tiles2(x, out, kh, kw, sh, sw, ph, pw):
+        _max2_forward(x, out)
+    else:
+        _max_forward(x, out, kh, kw, sh, sw, ph, pw)
+
+
+def _max_backward_any(grad_out, x, grad_x, kh, kw, sh, sw, ph, pw):
+    if tiles2(x, grad_out, kh, kw, sh, sw, ph, pw):
+        _max2_backward(grad_out, x, grad_x)
+    else:
+        _max_backward(grad_out, x, grad_x, kh, kw, sh, sw, ph, pw)
 
 
 # Window bounds clipped to the input, and the divisor. Returned as values and assigned in the
@@ -144,4 +224,4 @@ def _avg_backward(const floating[:, :, :, ::1] grad_out, floating[:, :, :, ::1] 
 
 
 max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward = entry_points(
-    _max_forward, _max_backward, _avg_forward, _avg_backward)
+    _max_forward_any, _max_backward_any, _avg_forward, _avg_backward)

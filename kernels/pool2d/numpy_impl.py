@@ -45,7 +45,7 @@ def max_pool2d_backward(grad_out, x, grad_x, kernel, stride, padding):
             hit = ((v == m) | (np.isnan(v) & m_nan)) & ~taken
             taken |= hit
             _tap(gxp, i, j, stride, oh, ow)[...] += np.where(hit, grad_out, 0)
-    grad_x += gxp[:, :, padding[0] : padding[0] + H, padding[1] : padding[1] + W]
+    grad_x[...] = gxp[:, :, padding[0] : padding[0] + H, padding[1] : padding[1] + W]
 
 
 def _divisors(H, W, oh, ow, kernel, stride, padding, count_include_pad, dtype):

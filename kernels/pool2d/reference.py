@@ -32,6 +32,7 @@ def _first_argmax(win):
 
 
 def max_pool2d_backward(grad_out, x, grad_x, kernel, stride, padding):
+    grad_x[...] = 0
     H, W = x.shape[2:]
     N, C = x.shape[:2]
     nn_, cc = np.meshgrid(np.arange(N), np.arange(C), indexing="ij")
