@@ -5,11 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 # Build requirements go into the venv first so the editable build can skip isolation.
 BUILD_DEPS := "setuptools>=69" wheel "Cython>=3.0" "numpy>=1.26"
-<<<<<<< HEAD
-SOURCES := setup.py pyproject.toml $(wildcard kernels/*/cython_impl.pyx kernels/*.pxi)
-=======
 SOURCES := setup.py pyproject.toml $(wildcard kernels/*/cython_impl.pyx) $(wildcard kernels/*.pxi kernels/*/*.pxi)
->>>>>>> issue-train
 
 .PHONY: demo test test-checked test-stress bench install clean
 

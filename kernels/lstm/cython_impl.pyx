@@ -5,6 +5,7 @@ loops over raw pointers, one transcendental each, which gcc vectorises (float32 
 ``expm1`` are polynomials; float64 uses libm). Batches of fewer than ``_SERIAL`` cells run on
 one thread (an OpenMP team costs more than they do).
 """
+import numpy as np
 from cython.parallel cimport prange
 
 from libc.math cimport exp, fabs, fabsf, floorf, tanh
@@ -16,6 +17,8 @@ from fastnn.kernels.lstm.numpy_impl import layer_functions
 ctypedef fused floating:
     float
     double
+
+include "_blas.pxi"
 
 cdef Py_ssize_t _SERIAL = 1 << 15  # B*H per step; smaller runs on one thread (see numba_impl)
 
@@ -142,4 +145,77 @@ def lstm_gates_backward(const floating[:, ::1] grad_h, const floating[:, ::1] gr
                  &grad_gates[b, 0], &grad_c_prev[b, 0], H)
 
 
-lstm_layer_forward, lstm_layer_backward = layer_functions(lstm_gates_forward, lstm_gates_backward)
+# The layer (see _team.py): each thread runs its rows of the batch through every step, calling the
+# BLAS GEMM itself for its rows of the recurrent product, then the row kernels above.
+def _recurrence_forward(const floating[:, :, ::1] xg, const floating[:, ::1] w_hh, const floating[:, ::1] h0,
+                        const floating[:, ::1] c0, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
+                        floating[:, :, ::1] acts, int nt):
+    cdef Py_ssize_t T = xg.shape[0], B = xg.shape[1], H4 = xg.shape[2], H = H4 // 4
+    cdef floating[:, ::1] hg = np.empty((B, H4), dtype=np.float32 if floating is float else np.float64)
+    cdef Py_ssize_t s, t, b, b0, b1
+    cdef const floating *hp
+    cdef const floating *cp
+    if H == 0:
+        return
+    for s in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        b0 = B * s // nt
+        b1 = B * (s + 1) // nt
+        for t in range(T):
+            if t == 0:
+                hp = &h0[b0, 0]
+                cp = &c0[b0, 0]
+            else:
+                hp = &hs[t - 1, b0, 0]
+                cp = &cs[t - 1, b0, 0]
+            _blas_gemm(NO_TRANS, TRANS, b1 - b0, H4, H, hp, H, &w_hh[0, 0], H, 0, &hg[b0, 0], H4)
+            for b in range(b0, b1):
+                _fwd_row(&xg[t, b, 0], &hg[b, 0], cp + (b - b0) * H, &hs[t, b, 0], &cs[t, b, 0], &acts[t, b, 0], H)
+
+
+def _recurrence_backward(const floating[:, :, ::1] grad_hs, const floating[:, ::1] grad_hn,
+                         const floating[:, ::1] grad_cn, const floating[:, ::1] w_hh, const floating[:, ::1] c0,
+                         const floating[:, :, ::1] cs, const floating[:, :, ::1] acts, floating[:, :, ::1] dz,
+                         floating[:, ::1] grad_h0, floating[:, ::1] grad_c0, int nt):
+    cdef Py_ssize_t T = dz.shape[0], B = dz.shape[1], H4 = dz.shape[2], H = H4 // 4
+    dt = np.float32 if floating is float else np.float64
+    cdef floating[:, ::1] dc_a = np.array(grad_cn, dtype=dt)  # ping-pong: grad_c in, grad_c_prev out
+    cdef floating[:, ::1] dc_b = np.empty((B, H), dtype=dt)
+    cdef Py_ssize_t s, t, b, b0, b1, j
+    cdef floating *dc
+    cdef floating *dc_next
+    cdef floating *tmp
+    cdef floating *gc
+    cdef const floating *cp
+    if H == 0:
+        return
+    grad_h0[...] = grad_hn  # dh_rec: the gradient into h_{t-1} from step t, updated in place
+    for s in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        b0 = B * s // nt
+        b1 = B * (s + 1) // nt
+        dc = &dc_a[b0, 0]
+        dc_next = &dc_b[b0, 0]
+        for t in range(T - 1, -1, -1):
+            if t == 0:
+                cp = &c0[b0, 0]
+            else:
+                cp = &cs[t - 1, b0, 0]
+            for b in range(b0, b1):
+                _bwd_row(&grad_hs[t, b, 0], &grad_h0[b, 0], dc + (b - b0) * H, &acts[t, b, 0], cp + (b - b0) * H,
+                         &cs[t, b, 0], &dz[t, b, 0], dc_next + (b - b0) * H, H)
+            tmp = dc
+            dc = dc_next
+            dc_next = tmp
+            _blas_gemm(NO_TRANS, NO_TRANS, b1 - b0, H, H4, &dz[t, b0, 0], H4, &w_hh[0, 0], H, 0, &grad_h0[b0, 0], H)
+        gc = &grad_c0[b0, 0]
+        for j in range((b1 - b0) * H):
+            gc[j] = dc[j]
+
+
+_BLAS = _blas_init()
+if _BLAS is not None:
+    from fastnn.kernels.dense import cython_impl as _dense
+    from fastnn.kernels.lstm import _team
+
+    lstm_layer_forward, lstm_layer_backward = _team.layer_functions(_recurrence_forward, _recurrence_backward, _dense)
+else:  # no BLAS GEMM to call from the team: the NumPy driver around the gate kernels
+    lstm_layer_forward, lstm_layer_backward = layer_functions(lstm_gates_forward, lstm_gates_backward)

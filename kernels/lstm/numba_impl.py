@@ -16,6 +16,10 @@ from numba import njit, prange, types
 from numba.core.errors import NumbaIRAssumptionWarning
 from numba.extending import overload
 
+from .. import _blas
+from .._blas import NO_TRANS as NO_T, ROW_MAJOR as ROW, TRANS
+from ..dense import numba_impl as _dense
+from . import _team
 from .numpy_impl import layer_functions
 
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
@@ -142,4 +146,53 @@ def lstm_gates_backward(grad_h, grad_h_rec, grad_c, act, c_prev, c, grad_gates, 
     (_bwd_par if c.size >= _SERIAL else _bwd_ser)(grad_h, grad_h_rec, grad_c, act, c_prev, c, grad_gates, grad_c_prev)
 
 
-lstm_layer_forward, lstm_layer_backward = layer_functions(lstm_gates_forward, lstm_gates_backward)
+# The layer (see _team.py): each thread runs its rows of the batch through every step, the
+# recurrent GEMM through a BLAS function pointer and the serial gate kernels above.
+@njit(**_jit)
+def _recurrence_forward(gemm, xg, w_hh, h0, c0, hs, cs, acts, nt):
+    T, B, H4 = xg.shape
+    H = H4 // 4
+    for s in prange(nt):
+        b0, b1 = B * s // nt, B * (s + 1) // nt
+        hg = np.empty((b1 - b0, H4), xg.dtype)
+        for t in range(T):
+            hp = h0[b0:b1] if t == 0 else hs[t - 1, b0:b1]
+            cp = c0[b0:b1] if t == 0 else cs[t - 1, b0:b1]
+            gemm(ROW, NO_T, TRANS, b1 - b0, H4, H, 1.0, hp.ctypes, H, w_hh.ctypes, H, 0.0, hg.ctypes, H4)
+            _fwd_ser(xg[t, b0:b1], hg, cp, hs[t, b0:b1], cs[t, b0:b1], acts[t, b0:b1])
+
+
+@njit(**_jit)
+def _recurrence_backward(gemm, grad_hs, grad_hn, grad_cn, w_hh, c0, cs, acts, dz, grad_h0, grad_c0, nt):
+    T, B, H4 = dz.shape
+    H = H4 // 4
+    for s in prange(nt):
+        b0, b1 = B * s // nt, B * (s + 1) // nt
+        dh_rec = grad_hn[b0:b1].copy()
+        dc, dc_next = grad_cn[b0:b1].copy(), np.empty((b1 - b0, H), dz.dtype)  # ping-pong: no aliasing
+        for t in range(T - 1, -1, -1):
+            cp = c0[b0:b1] if t == 0 else cs[t - 1, b0:b1]
+            _bwd_ser(grad_hs[t, b0:b1], dh_rec, dc, acts[t, b0:b1], cp, cs[t, b0:b1], dz[t, b0:b1], dc_next)
+            dc, dc_next = dc_next, dc
+            gemm(ROW, NO_T, NO_T, b1 - b0, H, H4, 1.0, dz[t, b0:b1].ctypes, H4, w_hh.ctypes, H, 0.0, dh_rec.ctypes, H)
+        grad_h0[b0:b1] = dh_rec
+        grad_c0[b0:b1] = dc
+
+
+def _gemm(a):
+    blas = _blas.get()
+    return blas.numba_sgemm if a.dtype == np.float32 else blas.numba_dgemm
+
+
+def _forward(xg, w_hh, h0, c0, hs, cs, acts, nt):
+    _recurrence_forward(_gemm(xg), xg, w_hh, h0, c0, hs, cs, acts, nt)
+
+
+def _backward(grad_hs, grad_hn, grad_cn, w_hh, c0, cs, acts, dz, grad_h0, grad_c0, nt):
+    _recurrence_backward(_gemm(dz), grad_hs, grad_hn, grad_cn, w_hh, c0, cs, acts, dz, grad_h0, grad_c0, nt)
+
+
+if _blas.get() is not None:
+    lstm_layer_forward, lstm_layer_backward = _team.layer_functions(_forward, _backward, _dense)
+else:  # no BLAS GEMM to call from the team: the NumPy driver around the gate kernels
+    lstm_layer_forward, lstm_layer_backward = layer_functions(lstm_gates_forward, lstm_gates_backward)
