@@ -37,6 +37,15 @@ from .conv import (
     max_pool2d_backward,
 )
 
+from .norm import (
+    batch_norm,
+    batch_norm_backward,
+    group_norm,
+    group_norm_backward,
+    layer_norm,
+    layer_norm_backward,
+)
+
 import types as _types
 
 __all__ = [n for n, v in list(globals().items()) if not n.startswith("_") and not isinstance(v, _types.ModuleType)]

@@ -4,6 +4,7 @@ from .module import Module, Parameter, is_grad_enabled, no_grad
 from .recurrent import LSTM, AdditiveAttention, Embedding
 from .attention import MultiheadAttention, ScaledDotProductAttention
 from .conv import AvgPool2d, Conv2d, MaxPool2d
+from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled",
@@ -11,4 +12,5 @@ __all__ = [
     "Embedding", "LSTM", "AdditiveAttention",
     "ScaledDotProductAttention", "MultiheadAttention",
     "Conv2d", "MaxPool2d", "AvgPool2d",
+    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm",
 ]
