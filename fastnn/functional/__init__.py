@@ -37,6 +37,23 @@ from .conv import (
     max_pool2d_backward,
 )
 
+from .activation import (
+    elu,
+    elu_backward,
+    gelu,
+    gelu_backward,
+    hardswish,
+    hardswish_backward,
+    leaky_relu,
+    leaky_relu_backward,
+    prelu,
+    prelu_backward,
+    silu,
+    silu_backward,
+    softplus,
+    softplus_backward,
+)
+
 from .norm import (
     batch_norm,
     batch_norm_backward,

@@ -5,6 +5,7 @@ from .recurrent import LSTM, AdditiveAttention, Embedding
 from .attention import MultiheadAttention, ScaledDotProductAttention
 from .conv import AvgPool2d, Conv2d, MaxPool2d
 from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from .activation import ELU, GELU, Hardswish, Identity, LeakyReLU, LogSoftmax, PReLU, SiLU, Softplus
 
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled",
@@ -13,4 +14,5 @@ __all__ = [
     "ScaledDotProductAttention", "MultiheadAttention",
     "Conv2d", "MaxPool2d", "AvgPool2d",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm",
+    "GELU", "SiLU", "LeakyReLU", "ELU", "PReLU", "Softplus", "Hardswish", "LogSoftmax", "Identity",
 ]
