@@ -4,6 +4,8 @@ from .dense import (
     cross_entropy_backward,
     dropout,
     dropout_backward,
+    dropout2d,
+    dropout2d_backward,
     linear,
     linear_backward,
     log_softmax,
@@ -29,10 +31,20 @@ from .attention import (
 )
 
 from .conv import (
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    avg_pool1d,
+    avg_pool1d_backward,
     avg_pool2d,
     avg_pool2d_backward,
+    conv1d,
+    conv1d_backward,
     conv2d,
     conv2d_backward,
+    conv_transpose2d,
+    conv_transpose2d_backward,
+    max_pool1d,
+    max_pool1d_backward,
     max_pool2d,
     max_pool2d_backward,
 )
@@ -53,6 +65,8 @@ from .activation import (
     softplus,
     softplus_backward,
 )
+
+from .upsample import interpolate, interpolate_backward
 
 from .norm import (
     batch_norm,

@@ -8,12 +8,22 @@ is resolved by the functional layer and read from ``out``/``grad_out``)::
     max_pool2d_backward(grad_out, x, grad_x, kernel, stride, padding)       grad_x zeroed by the caller
     avg_pool2d_forward(x, out, kernel, stride, padding, count_include_pad)
     avg_pool2d_backward(grad_out, grad_x, kernel, stride, padding, count_include_pad)   grad_x zeroed
+    adaptive_avg_pool2d_forward(x, out)                 output size read from ``out``
+    adaptive_avg_pool2d_backward(grad_out, grad_x)      grad_x zeroed by the caller
 
 Window ``(oh, ow)`` covers rows ``oh*sh - ph .. + kh`` clipped to the input (padding is -inf for
 max, 0 for average). Max pooling's gradient goes to the *first* maximal element of a window in
 row-major order, and a NaN counts as maximal (torch's rule ``v > m or isnan(v)``). The average's
 divisor is the window clipped to ``H + ph`` / ``W + pw`` (``count_include_pad``) or to the input.
+Adaptive average pooling averages, for output row ``i``, input rows
+``floor(i * H / OH) .. ceil((i + 1) * H / OH)`` (torch's bins; columns alike): bins may
+overlap or differ in size when ``OH`` does not divide ``H``.
 """
+
+
+def adaptive_bins(size, out_size):
+    """torch's adaptive-pooling bins: ``(start, stop)`` of each of the ``out_size`` outputs."""
+    return [(i * size // out_size, -(-(i + 1) * size // out_size)) for i in range(out_size)]
 
 
 def entry_points(max_forward, max_backward, avg_forward, avg_backward):
