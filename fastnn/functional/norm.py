@@ -16,10 +16,11 @@ import numpy as np
 from .. import _dispatch as _d
 from .. import _validate as _v
 
-# auto: the fused compiled passes beat NumPy's several passes from a few thousand elements
-# on (docs/performance.md, "## norm"); "work" is the number of input elements.
+# auto: the fused compiled passes beat NumPy's several passes at every size measured; the
+# Cython loops (serial below 32k elements, no team start) win on small inputs, Numba's on large
+# ones (docs/performance.md, "## norm"); "work" is the number of input elements.
 _d.register_auto({
-    "norm": [(0, "numpy"), (1 << 12, "cython")],
+    "norm": [(0, "cython"), (1 << 15, "numba")],
 })
 
 

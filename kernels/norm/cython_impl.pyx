@@ -163,33 +163,50 @@ def layer_norm_forward(const floating[:, ::1] x, const floating[::1] weight, con
             out[r, d] = (x[r, d] - mu_x) * rs_x * weight[d] + bias[d]
 
 
+cdef inline void _ln_row_sums(const floating* g, const floating* x, const floating* w, Py_ssize_t n, double mu,
+                              double* s1, double* s2) noexcept nogil:
+    # s1 = sum of g * w, s2 = sum of g * w * (x - mu)
+    cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0, v0, v1, v2, v3
+    cdef Py_ssize_t i = 0
+    while i + 4 <= n:
+        v0 = g[i] * w[i]; v1 = g[i + 1] * w[i + 1]; v2 = g[i + 2] * w[i + 2]; v3 = g[i + 3] * w[i + 3]
+        a0 += v0; a1 += v1; a2 += v2; a3 += v3
+        b0 += v0 * (x[i] - mu); b1 += v1 * (x[i + 1] - mu); b2 += v2 * (x[i + 2] - mu); b3 += v3 * (x[i + 3] - mu)
+        i += 4
+    while i < n:
+        v0 = g[i] * w[i]
+        a0 += v0
+        b0 += v0 * (x[i] - mu)
+        i += 1
+    s1[0] = (a0 + a1) + (a2 + a3)
+    s2[0] = (b0 + b1) + (b2 + b3)
+
+
 def _layer_norm_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x, const floating[::1] weight,
                          const double[::1] mean, const double[::1] rstd, floating[:, ::1] grad_x,
                          double[:, ::1] pw, double[:, ::1] pb, Py_ssize_t per):
     cdef Py_ssize_t R = x.shape[0], D = x.shape[1], q, r, d
-    cdef double s1, s2, xh, gw
-    cdef floating mu_x, rs_x, c1, c2
+    cdef double s1, s2, mu, rs
+    cdef floating mu_x, rs_x, b, k
     cdef int nt = _threads(R * D)
     for q in prange(pw.shape[0], nogil=True, schedule="static", num_threads=nt):
         for d in range(D):
             pw[q, d] = 0
             pb[q, d] = 0
         for r in range(q * per, min(R, (q + 1) * per)):
-            s1 = 0
-            s2 = 0
-            for d in range(D):
-                xh = (x[r, d] - mean[r]) * rstd[r]
-                gw = grad_out[r, d] * weight[d]
-                s1 = s1 + gw
-                s2 = s2 + gw * xh
-                pw[q, d] += grad_out[r, d] * xh
+            mu = mean[r]
+            rs = rstd[r]
+            _ln_row_sums(&grad_out[r, 0], &x[r, 0], &weight[0], D, mu, &s1, &s2)
+            for d in range(D):  # this chunk's parameter-gradient partials
+                pw[q, d] += grad_out[r, d] * (x[r, d] - mu) * rs
                 pb[q, d] += grad_out[r, d]
-            c1 = <floating>(s1 / D)
-            c2 = <floating>(s2 / D)
-            mu_x = <floating>mean[r]
-            rs_x = <floating>rstd[r]
+            # grad_x = rs * (g * w - s1 / D - xhat * s2 * rs / D)
+            mu_x = <floating>mu
+            rs_x = <floating>rs
+            b = <floating>(-rs * rs * rs * s2 / D)
+            k = <floating>(-rs * s1 / D)
             for d in range(D):
-                grad_x[r, d] = rs_x * (grad_out[r, d] * weight[d] - c1 - (x[r, d] - mu_x) * rs_x * c2)
+                grad_x[r, d] = rs_x * grad_out[r, d] * weight[d] + b * (x[r, d] - mu_x) + k
 
 
 def _sum_partials(const double[:, ::1] p, floating[::1] out):

@@ -10,7 +10,10 @@
   squared deviations and output are three sweeps over a row that stays in cache (one pass
   over memory); the backward's two row sums and the input gradient likewise. The parameter
   gradients are summed per chunk of samples into float64 partials (``kernels.norm.chunks``)
-  that are added in chunk order.
+  that are added in chunk order. Layer norm (the transformer case: short rows, many of them)
+  sums rows of up to ``ROW_SUM_MAX`` values, and its parameter gradients over blocks of 64
+  rows, in the input dtype (float32 SIMD lanes: no float64 conversions in the inner loops,
+  1.4x faster forward, 2-3x faster backward); the blocks go into float64 chunk partials.
 
 Every thread writes only its own channels, rows or chunk partials: no atomics, and the
 results do not depend on the thread count or the schedule.
@@ -21,6 +24,12 @@ from numba import njit, prange
 from . import chunks
 
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+# layer norm: rows of up to ROW_SUM_MAX values are summed in the input dtype (float32 SIMD
+# lanes: each lane adds at most ROW_SUM_MAX / 8 values), longer ones in float64; the backward
+# sums its parameter gradients over blocks of BLOCK rows in the input dtype, then adds each
+# block into the float64 chunk partials
+ROW_SUM_MAX = 4096
+BLOCK = 64
 _jit = dict(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
 _ijit = dict(inline="always", fastmath=FASTMATH)
 
@@ -92,26 +101,32 @@ def batch_norm_backward_apply(grad_out, x, mean, a, b, k, grad_x):
 
 # ------------------------------------------------------------------ layer norm, group norm
 @njit(**_ijit)
-def _moments(row):
-    """float64 mean and biased variance of a 1-D row (two sweeps; the row stays in cache)."""
-    L = row.size
-    s = 0.0
-    for i in range(L):
+def _mean_var(row, acc):
+    """Mean and biased variance of a 1-D row, summed in the type of ``acc`` (two sweeps)."""
+    n = row.dtype.type(row.size)
+    s = acc
+    for i in range(row.size):
         s += row[i]
-    mu = s / L
-    q = 0.0
-    for i in range(L):
+    mu = s / n
+    q = acc
+    for i in range(row.size):
         d = row[i] - mu
         q += d * d
-    return mu, q / L
+    return mu, q / n
+
+
+def _acc(x):
+    """The accumulator of a layer norm's row sums: the input dtype for rows up to ROW_SUM_MAX
+    values (SIMD lanes, no conversions), float64 above."""
+    return x.dtype.type(0) if x.shape[1] <= ROW_SUM_MAX else np.float64(0)
 
 
 @njit(**_jit)
-def layer_norm_forward(x, weight, bias, eps, out, mean, rstd):
+def _layer_norm_forward(x, weight, bias, eps, out, mean, rstd, acc):
     R, D = x.shape
     for r in prange(R):
-        mu, var = _moments(x[r])
-        rs = 1.0 / np.sqrt(var + eps)
+        mu, var = _mean_var(x[r], acc)
+        rs = 1.0 / np.sqrt(np.float64(var) + eps)
         mean[r] = mu
         rstd[r] = rs
         mu_x, rs_x = x.dtype.type(mu), x.dtype.type(rs)  # the output pass in the input dtype
@@ -120,31 +135,41 @@ def layer_norm_forward(x, weight, bias, eps, out, mean, rstd):
             o[d] = (xr[d] - mu_x) * rs_x * weight[d] + bias[d]
 
 
+def layer_norm_forward(x, weight, bias, eps, out, mean, rstd):
+    _layer_norm_forward(x, weight, bias, eps, out, mean, rstd, _acc(x))
+
+
 @njit(**_jit)
-def _layer_norm_backward(grad_out, x, weight, mean, rstd, grad_x, pw, pb, per):
+def _layer_norm_backward(grad_out, x, weight, mean, rstd, grad_x, pw, pb, bw, bb, per, acc):
     R, D = x.shape
     for q in prange(pw.shape[0]):
-        pwq, pbq = pw[q], pb[q]
+        pwq, pbq, bwq, bbq = pw[q], pb[q], bw[q], bb[q]
         for d in range(D):
             pwq[d] = 0.0
             pbq[d] = 0.0
-        for r in range(q * per, min(R, (q + 1) * per)):
-            g, xr, gx = grad_out[r], x[r], grad_x[r]
-            mu, rs = mean[r], rstd[r]
-            s1 = 0.0
-            s2 = 0.0
+        r1 = min(R, (q + 1) * per)
+        for r0 in range(q * per, r1, BLOCK):
             for d in range(D):
-                xh = (xr[d] - mu) * rs
-                gw = g[d] * weight[d]
-                s1 += gw
-                s2 += gw * xh
-                pwq[d] += g[d] * xh
-                pbq[d] += g[d]
-            c1, c2 = x.dtype.type(s1 / D), x.dtype.type(s2 / D)
-            mu_x, rs_x = x.dtype.type(mu), x.dtype.type(rs)
-            for d in range(D):
-                xh = (xr[d] - mu_x) * rs_x
-                gx[d] = rs_x * (g[d] * weight[d] - c1 - xh * c2)
+                bwq[d] = 0
+                bbq[d] = 0
+            for r in range(r0, min(r1, r0 + BLOCK)):
+                g, xr, gx = grad_out[r], x[r], grad_x[r]
+                mu_x, rs_x = x.dtype.type(mean[r]), x.dtype.type(rstd[r])
+                s1 = acc
+                s2 = acc
+                for d in range(D):  # one sweep: the row's two sums and the block's partials
+                    xh = (xr[d] - mu_x) * rs_x
+                    gw = g[d] * weight[d]
+                    s1 += gw
+                    s2 += gw * xh
+                    bwq[d] += g[d] * xh
+                    bbq[d] += g[d]
+                c1, c2 = x.dtype.type(s1 / D), x.dtype.type(s2 / D)
+                for d in range(D):
+                    gx[d] = rs_x * (g[d] * weight[d] - c1 - (xr[d] - mu_x) * rs_x * c2)
+            for d in range(D):  # the block's sums into the chunk's float64 partials
+                pwq[d] += bwq[d]
+                pbq[d] += bbq[d]
 
 
 @njit(**_jit)
@@ -160,9 +185,9 @@ def _sum_partials(p, out):
 
 def layer_norm_backward(grad_out, x, weight, mean, rstd, grad_x, grad_weight, grad_bias):
     nq, per = chunks(x.shape[0])
-    pw = np.empty((nq, x.shape[1]))
-    pb = np.empty((nq, x.shape[1]))
-    _layer_norm_backward(grad_out, x, weight, mean, rstd, grad_x, pw, pb, per)
+    pw, pb = np.empty((nq, x.shape[1])), np.empty((nq, x.shape[1]))
+    bw, bb = np.empty((nq, x.shape[1]), x.dtype), np.empty((nq, x.shape[1]), x.dtype)
+    _layer_norm_backward(grad_out, x, weight, mean, rstd, grad_x, pw, pb, bw, bb, per, _acc(x))
     _sum_partials(pw, grad_weight)
     _sum_partials(pb, grad_bias)
 
@@ -172,7 +197,7 @@ def group_norm_forward(x, weight, bias, eps, out, mean, rstd):
     N, G, D, M = x.shape
     for t in prange(N * G):
         n, g = t // G, t % G
-        mu, var = _moments(x[n, g].reshape(D * M))
+        mu, var = _mean_var(x[n, g].reshape(D * M), 0.0)
         rs = 1.0 / np.sqrt(var + eps)
         mean[n, g] = mu
         rstd[n, g] = rs
