@@ -1,6 +1,8 @@
 """Normalisation: batch/layer/group norm against torch (forward, every gradient, running
 statistics over several steps, momentum=None, eval mode), every backend against the
 reference, float64 central differences, odd shapes, layouts, buffers in state_dict, bad input."""
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -197,6 +199,44 @@ def test_float32_statistics_are_accumulated_in_float64(fast_backend):
     np.testing.assert_allclose(rstd, 1 / x64.std(axis=(0, 2)), rtol=1e-9)
 
 
+@pytest.mark.parametrize("d", [4096, 4097])  # the Numba kernels' float32 row sums and the float64 ones
+def test_layer_norm_long_rows_offset_mean(d, fast_backend, rng):
+    x = (100 + rng.standard_normal((6, d))).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    x64 = x.astype(np.float64)
+    y, mean, rstd = F.layer_norm(x, d, return_stats=True)
+    np.testing.assert_allclose(mean, x64.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(rstd, 1 / np.sqrt(x64.var(axis=1) + 1e-5), rtol=1e-4)
+    y_ref, m_ref, r_ref = ref(F.layer_norm, x64, d, return_stats=True)
+    assert_close(y, y_ref, np.float32, scale=10)
+    for got, want in zip(F.layer_norm_backward(g, x, d, mean, rstd), ref(F.layer_norm_backward, g.astype(np.float64),
+                                                                         x64, d, m_ref, r_ref)):
+        assert_close(got, want, np.float32, scale=30)
+
+
+def test_functional_noncontiguous_and_readonly_inputs(backend, dtype, rng):
+    x = (rng.standard_normal((4, 3, 5, 6)) + 2).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    w, b = rng.standard_normal(3).astype(dtype), rng.standard_normal(3).astype(dtype)
+    wl = rng.standard_normal(6).astype(dtype)
+
+    def run(x, g, w, b, wl):
+        y1, m1, r1 = F.batch_norm(x, None, None, w, b, True, return_stats=True)
+        y2, m2, r2 = F.layer_norm(x, 6, wl, None, return_stats=True)
+        y3, m3, r3 = F.group_norm(x, 3, w, b, return_stats=True)
+        return (y1, *F.batch_norm_backward(g, x, m1, r1, w), y2, *F.layer_norm_backward(g, x, 6, m2, r2, wl),
+                y3, *F.group_norm_backward(g, x, 3, m3, r3, w))
+
+    want = run(x, g, w, b, wl)
+    for make in (noncontiguous, readonly, lambda a: np.asfortranarray(a)):
+        args = [make(a) for a in (x, g, w, b, wl)]
+        before = [a.copy() for a in args]
+        for got, exp in zip(run(*args), want):
+            assert_close(got, exp, dtype)
+        for a, a0 in zip(args, before):
+            np.testing.assert_array_equal(a, a0)
+
+
 def test_results_are_repeatable(fast_backend, rng):
     x = rng.standard_normal((40, 16, 9, 9)).astype(np.float32)
     g = rng.standard_normal(x.shape).astype(np.float32)
@@ -342,6 +382,12 @@ def test_layernorm_groupnorm_modules_match_torch(backend, dtype, rng, torch):
         for (name, p), (tname, tp) in zip(m.named_parameters(), tm.named_parameters()):
             assert name == tname
             assert_close(p.grad, tp.grad.numpy(), dtype, scale=30, err_msg=name)
+        tm2 = copy.deepcopy(tm)  # and back into torch
+        with torch.no_grad():
+            for p in tm2.parameters():
+                p.zero_()
+        tm2.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()})
+        assert_close(tm2(tt(torch, x)).detach().numpy(), yt.detach().numpy(), dtype)
 
 
 def test_norm_modules_in_sequential_dtype_and_layouts(rng, torch):

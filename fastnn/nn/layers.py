@@ -168,7 +168,7 @@ class Dropout2d(Module):
     --------
     >>> import numpy as np
     >>> from fastnn import nn
-    >>> nn.Dropout2d(0.5).eval()(np.ones((2, 3, 4, 4))).sum()
+    >>> float(nn.Dropout2d(0.5).eval()(np.ones((2, 3, 4, 4))).sum())
     96.0
     """
 
