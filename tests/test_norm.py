@@ -237,6 +237,26 @@ def test_functional_noncontiguous_and_readonly_inputs(backend, dtype, rng):
             np.testing.assert_array_equal(a, a0)
 
 
+def test_parallel_backward_sums_have_no_race(fast_backend, rng):
+    # regression: the Cython backward kernels once returned row/channel sums through pointers
+    # to prange variables that were never assigned in the loop body, so the OpenMP threads
+    # shared them (with that build, 13-93 of 300 layer-norm backwards of this shape were wrong)
+    x = (rng.standard_normal((264, 323)) * 4 + 100)
+    g = rng.standard_normal(x.shape)
+    x4, g4 = x.reshape(33, 8, 17, 19), g.reshape(33, 8, 17, 19)
+    _, lm, lr = F.layer_norm(x, 323, return_stats=True)
+    _, bm, br = F.batch_norm(x4, None, None, training=True, return_stats=True)
+    _, gm, gr = F.group_norm(x4, 4, return_stats=True)
+    want = (ref(F.layer_norm_backward, g, x, 323, lm, lr), ref(F.batch_norm_backward, g4, x4, bm, br),
+            ref(F.group_norm_backward, g4, x4, 4, gm, gr))
+    for _ in range(100):
+        got = (F.layer_norm_backward(g, x, 323, lm, lr), F.batch_norm_backward(g4, x4, bm, br),
+               F.group_norm_backward(g4, x4, 4, gm, gr))
+        for gs, ws in zip(got, want):
+            for a, b in zip(gs, ws):
+                assert_close(a, b, np.float64, scale=100)
+
+
 def test_results_are_repeatable(fast_backend, rng):
     x = rng.standard_normal((40, 16, 9, 9)).astype(np.float32)
     g = rng.standard_normal(x.shape).astype(np.float32)

@@ -6,7 +6,10 @@ float64 sums run through small helpers with eight independent accumulators (the 
 may not reorder a floating-point sum on its own, so a plain loop would wait on each add);
 the elementwise sweeps are plain loops the compiler vectorises. Each thread writes only its
 own channels, rows or chunk partials, so results do not depend on the thread count. Loops
-below ``_SERIAL`` elements run on one thread.
+below ``_SERIAL`` elements run on one thread. The helpers return their sums (a C tuple)
+rather than writing through pointers: inside a ``prange`` Cython makes a variable
+thread-private only when the loop body assigns it (a variable set only through ``&v`` is
+shared between the threads: a race).
 """
 import numpy as np
 from cython.parallel cimport prange
@@ -56,9 +59,8 @@ cdef inline double _sqdev(const floating* p, Py_ssize_t n, double mu) noexcept n
     return (s0 + s1) + (s2 + s3)
 
 
-cdef inline void _gsums(const floating* g, const floating* x, Py_ssize_t n, double mu, double* sg,
-                        double* sgx) noexcept nogil:
-    # sg = sum of g[i], sgx = sum of g[i] * (x[i] - mu)
+cdef inline (double, double) _gsums(const floating* g, const floating* x, Py_ssize_t n, double mu) noexcept nogil:
+    # (sum of g[i], sum of g[i] * (x[i] - mu))
     cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0
     cdef Py_ssize_t i = 0
     while i + 4 <= n:
@@ -70,8 +72,7 @@ cdef inline void _gsums(const floating* g, const floating* x, Py_ssize_t n, doub
         a0 += g[i]
         b0 += g[i] * (x[i] - mu)
         i += 1
-    sg[0] = (a0 + a1) + (a2 + a3)
-    sgx[0] = (b0 + b1) + (b2 + b3)
+    return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)
 
 
 cdef inline void _affine(const floating* x, floating* o, Py_ssize_t n, floating mu, floating s,
@@ -127,7 +128,7 @@ def batch_norm_backward_reduce(const floating[:, :, ::1] grad_out, const floatin
         sg = 0
         sgx = 0
         for n in range(N):
-            _gsums(&grad_out[n, c, 0], &x[n, c, 0], M, mean[c], &a, &b)
+            a, b = _gsums(&grad_out[n, c, 0], &x[n, c, 0], M, mean[c])
             sg = sg + a
             sgx = sgx + b
         sum_g[c] = sg
@@ -163,9 +164,9 @@ def layer_norm_forward(const floating[:, ::1] x, const floating[::1] weight, con
             out[r, d] = (x[r, d] - mu_x) * rs_x * weight[d] + bias[d]
 
 
-cdef inline void _ln_row_sums(const floating* g, const floating* x, const floating* w, Py_ssize_t n, double mu,
-                              double* s1, double* s2) noexcept nogil:
-    # s1 = sum of g * w, s2 = sum of g * w * (x - mu)
+cdef inline (double, double) _ln_row_sums(const floating* g, const floating* x, const floating* w, Py_ssize_t n,
+                                          double mu) noexcept nogil:
+    # (sum of g * w, sum of g * w * (x - mu))
     cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0, v0, v1, v2, v3
     cdef Py_ssize_t i = 0
     while i + 4 <= n:
@@ -178,8 +179,7 @@ cdef inline void _ln_row_sums(const floating* g, const floating* x, const floati
         a0 += v0
         b0 += v0 * (x[i] - mu)
         i += 1
-    s1[0] = (a0 + a1) + (a2 + a3)
-    s2[0] = (b0 + b1) + (b2 + b3)
+    return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)
 
 
 def _layer_norm_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x, const floating[::1] weight,
@@ -196,7 +196,7 @@ def _layer_norm_backward(const floating[:, ::1] grad_out, const floating[:, ::1]
         for r in range(q * per, min(R, (q + 1) * per)):
             mu = mean[r]
             rs = rstd[r]
-            _ln_row_sums(&grad_out[r, 0], &x[r, 0], &weight[0], D, mu, &s1, &s2)
+            s1, s2 = _ln_row_sums(&grad_out[r, 0], &x[r, 0], &weight[0], D, mu)
             for d in range(D):  # this chunk's parameter-gradient partials
                 pw[q, d] += grad_out[r, d] * (x[r, d] - mu) * rs
                 pb[q, d] += grad_out[r, d]
@@ -267,7 +267,7 @@ def _group_norm_backward(const floating[:, :, :, ::1] grad_out, const floating[:
                 s1 = 0
                 s2 = 0
                 for d in range(D):
-                    _gsums(&grad_out[n, g, d, 0], &x[n, g, d, 0], M, mu, &sg, &sgx)
+                    sg, sgx = _gsums(&grad_out[n, g, d, 0], &x[n, g, d, 0], M, mu)
                     pb[q, g, d] += sg
                     pw[q, g, d] += sgx * rs
                     s1 = s1 + sg * weight[g, d]
