@@ -32,6 +32,10 @@ COMPILE_ARGS = OMP_COMPILE + ([] if sys.platform == "win32" else ["-O3", "-fno-m
 if not PORTABLE and sys.platform != "win32":
     COMPILE_ARGS.append("-march=native")
 
+# libm explicitly: on glibc it also brings libmvec, the SIMD variants of exp/erf/tanh... that
+# vectorised loops call (see kernels/activation/cython_impl.pyx)
+LIBM = [] if sys.platform == "win32" else ["m"]
+
 DIRECTIVES = {
     "language_level": "3",
     "boundscheck": CHECKED,
@@ -52,6 +56,7 @@ for pyx in sorted(glob.glob(os.path.join("kernels", "*", "cython_impl.pyx"))):
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             extra_compile_args=COMPILE_ARGS,
             extra_link_args=OMP_LINK,
+            libraries=LIBM,
         )
     )
 

@@ -3,7 +3,7 @@ import argparse
 import os
 import sys
 
-MODELS = ("mlp", "seq2seq", "gru-seq2seq", "cnn",)
+MODELS = ("mlp", "seq2seq", "gru-seq2seq", "cnn", "resnet")
 
 
 def _info(args):
@@ -42,7 +42,7 @@ def _train(args):
     if args.threads:
         fastnn.set_num_threads(args.threads)
     runner = {"mlp": train.train_mlp, "seq2seq": train.train_seq2seq, "gru-seq2seq": train.train_gru_seq2seq,
-              "cnn": train.train_cnn}[args.model]
+              "cnn": train.train_cnn, "resnet": train.train_resnet}[args.model]
     kwargs = dict(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, limit=args.limit,
                   progress=not args.no_progress)
     if args.lr is not None:

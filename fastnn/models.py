@@ -1,7 +1,8 @@
-"""The seed's seq2seq with additive attention (common-networks.md, 传统seq2seq的注意力) on
-NumPy arrays, with explicit backward passes: :class:`Encoder`, :class:`Decoder`,
-:class:`Seq2Seq`. ``rnn_type="gru"`` builds the same model around :class:`~fastnn.nn.GRU`
-(no cell state: ``cell`` is None wherever the LSTM model passes one).
+"""Models with explicit backward passes on NumPy arrays: the seed's seq2seq with additive
+attention (common-networks.md, 传统seq2seq的注意力: :class:`Encoder`, :class:`Decoder`,
+:class:`Seq2Seq`; ``rnn_type="gru"`` builds it around :class:`~fastnn.nn.GRU`, with no cell
+state: ``cell`` is None wherever the LSTM model passes one) and a small ResNet
+(:class:`BasicBlock`, :class:`ResNet`).
 
 The classes mirror the seed's (same constructor arguments, attribute names and so the same
 state_dict keys as the seed's PyTorch model, ``fastnn.benchmarks._seed_seq2seq``). Slips of
@@ -27,7 +28,8 @@ import numpy as np
 from . import _random
 from .kernels._threads import single_thread_blas
 from ._validate import float_array, labels, positive_int
-from .nn import GRU, AdditiveAttention, Dropout, Embedding, Linear, LSTM, Module, no_grad
+from .nn import (GRU, AdaptiveAvgPool2d, AdditiveAttention, BatchNorm2d, Conv2d, Dropout, Embedding, Flatten, Linear,
+                 LSTM, Module, ReLU, Sequential, no_grad)
 
 
 _RNNS = {"lstm": LSTM, "gru": GRU}
@@ -297,3 +299,111 @@ class Seq2Seq(Module):
         finally:
             self.train(was_training)
         return np.stack(tokens)
+
+
+class BasicBlock(Module):
+    """torchvision's ResNet ``BasicBlock``: two 3x3 convolutions with batch norm, and a
+    residual add (through a 1x1 convolution + batch norm, ``downsample``, when the stride or
+    the width changes), then ReLU.
+
+    Parameters
+    ----------
+    inplanes, planes : int
+        Input and output channels.
+    stride : int, default 1 (of the first convolution and of ``downsample``)
+    dtype, rng : module dtype; generator for the initialisation
+
+    Submodules ``conv1``, ``bn1``, ``relu``, ``conv2``, ``bn2``, ``downsample`` (a
+    :class:`~fastnn.nn.Sequential` of ``Conv2d`` and ``BatchNorm2d``, or None): torchvision's
+    names, so the ``state_dict`` keys are torchvision's.
+
+    ``backward(grad_output)`` runs the forward in reverse: the gradient of the final ReLU goes
+    down both paths of the residual add, and the two input gradients are added.
+    """
+
+    def __init__(self, inplanes, planes, stride=1, dtype=np.float32, rng=None):
+        super().__init__(dtype)
+        self.conv1 = Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False, dtype=dtype, rng=rng)
+        self.bn1 = BatchNorm2d(planes, dtype=dtype)
+        self.relu = ReLU()
+        self.conv2 = Conv2d(planes, planes, 3, padding=1, bias=False, dtype=dtype, rng=rng)
+        self.bn2 = BatchNorm2d(planes, dtype=dtype)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = Sequential(Conv2d(inplanes, planes, 1, stride=stride, bias=False, dtype=dtype, rng=rng),
+                                         BatchNorm2d(planes, dtype=dtype))
+
+    def forward(self, x):
+        x = self._input(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+    def backward(self, grad_output, need_input_grad=True):
+        g = self.relu.backward(self._input(grad_output, "grad_output"))  # the second ReLU (its caches stack)
+        g_skip = g if self.downsample is None else self.downsample.backward(g)
+        g = self.conv2.backward(self.bn2.backward(g))
+        g = self.conv1.backward(self.bn1.backward(self.relu.backward(g)))
+        return g + g_skip
+
+
+class ResNet(Module):
+    """A small ResNet for small images (MNIST): a 3x3 stem convolution, stages of
+    :class:`BasicBlock` (each stage halves the resolution in its first block), a global
+    average pool and a linear classifier. Submodule names follow torchvision (``conv1``,
+    ``bn1``, ``layer1``..., ``fc``).
+
+    Parameters
+    ----------
+    layers : tuple of int, default (1, 1)
+        Blocks per stage.
+    widths : tuple of int, default (32, 64)
+        Channels of each stage.
+    in_channels : int, default 1
+    stem_width : int, default 16
+    num_classes : int, default 10
+    dtype, rng : module dtype; generator for the initialisation
+
+    Input (N, in_channels, H, W); output logits (N, num_classes). The default on 28x28:
+    16 channels at 28x28, 32 at 14x14, 64 at 7x7 (about 5.7 M multiply-adds per image).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn.models import ResNet
+    >>> ResNet()(np.zeros((2, 1, 28, 28), np.float32)).shape
+    (2, 10)
+    """
+
+    def __init__(self, layers=(1, 1), widths=(32, 64), in_channels=1, stem_width=16, num_classes=10,
+                 dtype=np.float32, rng=None):
+        super().__init__(dtype)
+        if len(layers) != len(widths) or not layers:
+            raise ValueError(f"layers, widths: expected two non-empty sequences of one length, got {layers!r}, {widths!r}")
+        self.conv1 = Conv2d(in_channels, stem_width, 3, padding=1, bias=False, dtype=dtype, rng=rng)
+        self.bn1 = BatchNorm2d(stem_width, dtype=dtype)
+        self.relu = ReLU()
+        planes = stem_width
+        self._stages = []
+        for i, (n, width) in enumerate(zip(layers, widths)):
+            blocks = [BasicBlock(planes if j == 0 else width, width, 2 if j == 0 else 1, dtype=dtype, rng=rng)
+                      for j in range(positive_int(n, "layers"))]
+            setattr(self, f"layer{i + 1}", Sequential(*blocks))
+            self._stages.append(getattr(self, f"layer{i + 1}"))
+            planes = width
+        self.avgpool = AdaptiveAvgPool2d(1)
+        self.flatten = Flatten()
+        self.fc = Linear(planes, num_classes, dtype=dtype, rng=rng)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(self._input(x))))
+        for stage in self._stages:
+            x = stage(x)
+        return self.fc(self.flatten(self.avgpool(x)))
+
+    def backward(self, grad_output, need_input_grad=True):
+        g = self.avgpool.backward(self.flatten.backward(self.fc.backward(self._input(grad_output, "grad_output"))))
+        for stage in reversed(self._stages):
+            g = stage.backward(g)
+        return self.conv1.backward(self.bn1.backward(self.relu.backward(g)), need_input_grad=need_input_grad)

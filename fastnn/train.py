@@ -77,8 +77,8 @@ def fit(model, opt, train, test, epochs, batch_size, seed=0, progress=True, log=
     return acc
 
 
-MNIST_LR = {"mlp": 6e-3, "cnn": 1e-3}  # Adam's learning rate of each ``fastnn train`` model
-MNIST_LR_GAMMA = {"mlp": 0.4, "cnn": 1.0}  # and its decay per epoch
+MNIST_LR = {"mlp": 6e-3, "cnn": 1e-3, "resnet": 2e-3}  # Adam's learning rate of each ``fastnn train`` model
+MNIST_LR_GAMMA = {"mlp": 0.4, "cnn": 1.0, "resnet": 0.5}  # and its decay per epoch
 
 
 def mnist_setup(name, lr=None, seed=0, limit=None):
@@ -88,11 +88,11 @@ def mnist_setup(name, lr=None, seed=0, limit=None):
     from .datasets import mnist
 
     (xtr, ytr), (xte, yte) = mnist(flatten=name == "mlp")
-    if name == "cnn":
+    if name != "mlp":
         xtr, xte = xtr[:, None], xte[:, None]  # (n, 1, 28, 28)
     if limit:
         xtr, ytr, xte, yte = xtr[:limit], ytr[:limit], xte[: max(limit // 6, 1)], yte[: max(limit // 6, 1)]
-    model = {"mlp": mlp, "cnn": cnn}[name](rng=_random.manual_seed(seed))
+    model = {"mlp": mlp, "cnn": cnn, "resnet": resnet}[name](rng=_random.manual_seed(seed))
     opt = optim.Adam(model.parameters(), lr=MNIST_LR[name] if lr is None else lr)
     return model, opt, (xtr, ytr), (xte, yte), MNIST_LR_GAMMA[name]
 
@@ -292,4 +292,20 @@ def train_cnn(epochs=3, batch_size=64, lr=MNIST_LR["cnn"], seed=0, limit=None, p
     Each epoch logs its time; the issue's target is >= 98.8 % test accuracy within 3 epochs.
     """
     model, opt, train, test, gamma = mnist_setup("cnn", lr, seed, limit)
+    return fit(model, opt, train, test, epochs, batch_size, seed, progress, log, lr_gamma=gamma)
+
+
+def resnet(dtype=np.float32, rng=None):
+    """The small ResNet of ``fastnn train resnet`` (:class:`fastnn.models.ResNet` defaults:
+    stem 16 channels at 28x28, one BasicBlock of 32 channels at 14x14, one of 64 at 7x7,
+    global average pool, linear to 10)."""
+    from .models import ResNet
+
+    return ResNet(dtype=dtype, rng=rng)
+
+
+def train_resnet(epochs=3, batch_size=64, lr=MNIST_LR["resnet"], seed=0, limit=None, progress=True, log=print):
+    """Train :func:`resnet` on MNIST with Adam (``lr`` halved after each epoch); returns the
+    test accuracy (a fraction). The issue's target is >= 99.0 % within 3 epochs."""
+    model, opt, train, test, gamma = mnist_setup("resnet", lr, seed, limit)
     return fit(model, opt, train, test, epochs, batch_size, seed, progress, log, lr_gamma=gamma)

@@ -2,6 +2,8 @@
 from .dense import (
     dropout,
     dropout_backward,
+    dropout2d,
+    dropout2d_backward,
     linear,
     linear_backward,
     log_softmax,
@@ -46,12 +48,50 @@ from .attention import (
 )
 
 from .conv import (
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    avg_pool1d,
+    avg_pool1d_backward,
     avg_pool2d,
     avg_pool2d_backward,
+    conv1d,
+    conv1d_backward,
     conv2d,
     conv2d_backward,
+    conv_transpose2d,
+    conv_transpose2d_backward,
+    max_pool1d,
+    max_pool1d_backward,
     max_pool2d,
     max_pool2d_backward,
+)
+
+from .activation import (
+    elu,
+    elu_backward,
+    gelu,
+    gelu_backward,
+    hardswish,
+    hardswish_backward,
+    leaky_relu,
+    leaky_relu_backward,
+    prelu,
+    prelu_backward,
+    silu,
+    silu_backward,
+    softplus,
+    softplus_backward,
+)
+
+from .upsample import interpolate, interpolate_backward
+
+from .norm import (
+    batch_norm,
+    batch_norm_backward,
+    group_norm,
+    group_norm_backward,
+    layer_norm,
+    layer_norm_backward,
 )
 
 import types as _types

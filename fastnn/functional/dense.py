@@ -234,3 +234,42 @@ def dropout_backward(grad_out, mask):
     """Gradient of :func:`dropout`: ``grad_out * mask`` (the mask it returned)."""
     grad_out, mask = _flat_pair(grad_out, mask, yname="mask")
     return grad_out * mask
+
+
+def dropout2d(x, p=0.5, training=True, rng=None, return_mask=False):
+    """Channel dropout, like ``torch.nn.functional.dropout2d``: zero each whole channel
+    ``x[n, c]`` with probability ``p`` and scale the others by ``1 / (1 - p)``; identity when
+    not ``training``.
+
+    Parameters
+    ----------
+    x : float array of shape (N, C, H, W) or (N, C, L)
+    p, training, rng : as :func:`dropout`
+    return_mask : bool
+        Also return the scaled mask of shape (N, C, 1, 1) (or (N, C, 1)), ``out = x * mask``;
+        :func:`dropout2d_backward` takes it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import functional as F
+    >>> out = F.dropout2d(np.ones((2, 8, 3, 3)), 0.5, rng=np.random.default_rng(0))
+    >>> sorted(set(out.reshape(16, 9).max(axis=1).tolist()))  # whole channels are 0 or 2
+    [0.0, 2.0]
+    """
+    x = _v.float_array(x, "x")
+    _v.ndim(x, "x", (3, 4), " (N, C, H, W) or (N, C, L)")
+    _, mask = dropout(np.ones(x.shape[:2] + (1,) * (x.ndim - 2), x.dtype), p, training, rng, return_mask=True)
+    out = x * mask
+    return (out, mask) if return_mask else out
+
+
+def dropout2d_backward(grad_out, mask):
+    """Gradient of :func:`dropout2d`: ``grad_out * mask`` (the mask it returned, broadcast)."""
+    grad_out = _v.float_array(grad_out, "grad_out")
+    mask = _v.float_array(mask, "mask")
+    _v.same_dtype("mask", mask, grad_out=grad_out)
+    if grad_out.ndim != mask.ndim or grad_out.shape[:2] != mask.shape[:2] or any(m != 1 for m in mask.shape[2:]):
+        raise ValueError(f"mask: expected shape {grad_out.shape[:2] + (1,) * (grad_out.ndim - 2)} for grad_out "
+                         f"{grad_out.shape}, got {mask.shape}")
+    return grad_out * mask

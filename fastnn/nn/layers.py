@@ -159,6 +159,80 @@ class Dropout(Module):
         return f"p={self.p}"
 
 
+class Dropout2d(Module):
+    """Channel dropout, like ``torch.nn.Dropout2d(p=0.5)``: in training mode each channel
+    ``x[n, c]`` is zeroed with probability ``p`` (the others scaled by ``1 / (1 - p)``);
+    identity in ``eval()`` mode. Input (N, C, H, W) or (N, C, L).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import nn
+    >>> float(nn.Dropout2d(0.5).eval()(np.ones((2, 3, 4, 4))).sum())
+    96.0
+    """
+
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.rng = rng
+
+    def forward(self, input):
+        out, mask = F.dropout2d(self._input(input), self.p, self.training, _random.get_rng(self.rng), return_mask=True)
+        self._save(mask)
+        return out
+
+    def backward(self, grad_output, need_input_grad=True):
+        (mask,) = self._pop()
+        return F.dropout2d_backward(self._input(grad_output, "grad_output", like=mask), mask)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Permute(Module):
+    """Permute the dims of the input (``x.transpose(dims)``, torch's ``x.permute(*dims)``), e.g.
+    ``Permute(0, 2, 3, 1)`` turns NCHW into NHWC before a channels-last :class:`Flatten` (the
+    layout of models ported from other frameworks). Like ``torchvision.ops.Permute``.
+
+    The output is a C-contiguous copy; backward applies the inverse permutation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import nn
+    >>> nn.Permute(0, 2, 3, 1)(np.zeros((2, 3, 4, 5))).shape
+    (2, 4, 5, 3)
+    """
+
+    def __init__(self, *dims):
+        super().__init__()
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        if not dims or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) for d in dims):
+            raise TypeError(f"dims: expected ints, got {dims!r}")
+        if sorted(d % len(dims) for d in dims) != list(range(len(dims))) or any(not -len(dims) <= d < len(dims) for d in dims):
+            raise ValueError(f"dims: expected a permutation of 0..{len(dims) - 1}, got {dims!r}")
+        self.dims = tuple(int(d) % len(dims) for d in dims)
+
+    def forward(self, input):
+        x = self._input(input)
+        if x.ndim != len(self.dims):
+            raise ValueError(f"input: expected a {len(self.dims)}-D array for Permute{self.dims}, got shape {x.shape}")
+        self._save(x.dtype)
+        return np.ascontiguousarray(x.transpose(self.dims))
+
+    def backward(self, grad_output, need_input_grad=True):
+        (dt,) = self._pop()
+        g = self._input(grad_output, "grad_output", like=dt)
+        return np.ascontiguousarray(g.transpose(np.argsort(self.dims)))
+
+    def extra_repr(self):
+        return ", ".join(map(str, self.dims))
+
+
 class Sequential(Module):
     """Modules applied in order; ``backward`` runs them in reverse. Keys ``"0.weight"`` etc. as torch.
 

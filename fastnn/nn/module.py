@@ -81,6 +81,7 @@ class Module:
 
     def __init__(self, dtype=None):
         object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_caches", [])
         object.__setattr__(self, "training", True)
@@ -91,6 +92,13 @@ class Module:
         params = self.__dict__.get("_parameters")
         if params is None:
             raise AttributeError("call Module.__init__() before assigning attributes")
+        buffers = self._buffers
+        if name in buffers:  # assigning to a buffer's name replaces the buffer (like torch)
+            if value is not None and not isinstance(value, np.ndarray):
+                raise TypeError(f"{name}: expected an ndarray or None for buffer {name!r}, got {type(value).__name__}")
+            buffers[name] = value
+            object.__setattr__(self, name, value)
+            return
         params.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -104,6 +112,25 @@ class Module:
         setattr(self, name, value)
         if value is None:
             self._parameters[name] = None
+
+    def register_buffer(self, name, value, persistent=True):
+        """Register ``value`` (an ndarray, or None for an absent buffer) as buffer ``name``.
+
+        Buffers are state that is not trained (BatchNorm's running statistics): they are in
+        :meth:`state_dict` (unless ``persistent=False``) and :meth:`load_state_dict`, ``.to()``
+        casts the float ones, and they are not in :meth:`parameters`. Assigning to
+        ``self.<name>`` later replaces the buffer.
+        """
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(f"name: expected an identifier str, got {name!r}")
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"name: {name!r} is already a parameter or submodule of {type(self).__name__}")
+        if value is not None and not isinstance(value, np.ndarray):
+            raise TypeError(f"value: expected an ndarray or None for buffer {name!r}, got {type(value).__name__}")
+        self._buffers[name] = value
+        if not persistent:
+            self.__dict__.setdefault("_non_persistent", set()).add(name)
+        object.__setattr__(self, name, value)
 
     # -- forward / backward ------------------------------------------------------------
     def __call__(self, *args, **kwargs):
@@ -150,6 +177,29 @@ class Module:
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
+    def named_buffers(self, prefix=""):
+        """``(name, array)`` of every buffer that is not None, this module's first, like torch."""
+        for name, b in self._buffers.items():
+            if b is not None:
+                yield prefix + name, b
+        for mname, m in self._modules.items():
+            yield from m.named_buffers(prefix + mname + ".")
+
+    def buffers(self):
+        return [b for _, b in self.named_buffers()]
+
+    def _named_state(self, prefix=""):
+        # torch's state_dict order: own parameters, own persistent buffers, then each child
+        for name, p in self._parameters.items():
+            if p is not None:
+                yield prefix + name, p.data
+        skip = self.__dict__.get("_non_persistent", ())
+        for name, b in self._buffers.items():
+            if b is not None and name not in skip:
+                yield prefix + name, b
+        for mname, m in self._modules.items():
+            yield from m._named_state(prefix + mname + ".")
+
     def children(self):
         return list(self._modules.values())
 
@@ -175,7 +225,8 @@ class Module:
         return self.train(False)
 
     def to(self, dtype):
-        """Cast every parameter (and gradient) to ``dtype`` (np.float32 or np.float64), in place.
+        """Cast every parameter (and gradient) and every float buffer to ``dtype`` (np.float32
+        or np.float64), in place; integer buffers (``num_batches_tracked``) keep theirs.
 
         Modules without a dtype (no parameters of their own) keep none."""
         dt = _check_dtype(dtype)
@@ -183,6 +234,9 @@ class Module:
             if m.dtype is not None:
                 object.__setattr__(m, "dtype", dt)
             m._caches.clear()
+            for name, b in list(m._buffers.items()):
+                if b is not None and b.dtype.kind == "f":
+                    setattr(m, name, b.astype(dt))
         for p in self.parameters():
             p.data = p.data.astype(dt)
             if p.grad is not None:
@@ -191,11 +245,13 @@ class Module:
 
     # -- state dict --------------------------------------------------------------------
     def state_dict(self):
-        """Parameter copies keyed like torch's ``state_dict`` (``"0.weight"``, ``"out_proj.bias"``)."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        """Copies of the parameters and persistent buffers, keyed and ordered like torch's
+        ``state_dict`` (``"0.weight"``, ``"bn1.running_mean"``, ``"out_proj.bias"``)."""
+        return OrderedDict((key, arr.copy()) for key, arr in self._named_state())
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays into the parameters, casting to the module's dtype (as torch).
+        """Copy arrays into the parameters and buffers, casting to their dtype (as torch): a
+        float buffer or parameter to the module's dtype, ``num_batches_tracked`` to int64.
 
         Accepts what :func:`fastnn.load` returns for a torch checkpoint (bfloat16/float8 arrays
         from ``ml_dtypes`` too) and a torch state_dict converted with ``{k: v.numpy() for k, v in
@@ -206,7 +262,7 @@ class Module:
         """
         if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
             raise TypeError(f"state_dict: expected a mapping of name -> array, got {type(state_dict).__name__}")
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict(self._named_state())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict.keys() if k not in own]
         if strict and (missing or unexpected):
@@ -214,7 +270,7 @@ class Module:
                 f"state_dict: keys do not match {type(self).__name__}: missing {missing}, unexpected {unexpected}"
             )
         staged = []
-        for name, p in own.items():
+        for name, dst in own.items():
             if name not in state_dict:
                 continue
             value = state_dict[name]
@@ -222,11 +278,11 @@ class Module:
             # real numbers: NumPy's, and ml_dtypes' bfloat16/float8 (safely castable to float64)
             if arr.dtype == np.bool_ or not (arr.dtype.kind in "fiu" or np.can_cast(arr.dtype, np.float64)):
                 raise TypeError(f"state_dict[{name!r}]: expected a real numeric array, got dtype {arr.dtype}")
-            if arr.shape != p.data.shape:
-                raise ValueError(f"state_dict[{name!r}]: expected shape {p.data.shape}, got {arr.shape}")
-            staged.append((p, arr))
-        for p, arr in staged:
-            p.data[...] = arr
+            if arr.shape != dst.shape:
+                raise ValueError(f"state_dict[{name!r}]: expected shape {dst.shape}, got {arr.shape}")
+            staged.append((dst, arr))
+        for dst, arr in staged:
+            dst[...] = arr  # in place: parameters and buffers keep their dtype
         return missing, unexpected
 
     # -- printing ----------------------------------------------------------------------

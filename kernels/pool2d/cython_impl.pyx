@@ -223,5 +223,54 @@ def _avg_backward(const floating[:, :, :, ::1] grad_out, floating[:, :, :, ::1] 
                         grad_x[n, c, i, j] += v
 
 
+cdef inline Py_ssize_t _bin_start(Py_ssize_t i, Py_ssize_t size, Py_ssize_t out_size) noexcept nogil:
+    return i * size // out_size
+
+
+cdef inline Py_ssize_t _bin_stop(Py_ssize_t i, Py_ssize_t size, Py_ssize_t out_size) noexcept nogil:
+    return ((i + 1) * size + out_size - 1) // out_size
+
+
+def adaptive_avg_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out):
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], t, n, c, oh, ow, h0, h1, w0, w1, i, j
+    cdef double acc
+    cdef int nt = _threads(N * C * H * W)
+    for t in prange(N * C, nogil=True, schedule="static", num_threads=nt):
+        n = t // C
+        c = t % C
+        for oh in range(OH):
+            h0 = _bin_start(oh, H, OH)
+            h1 = _bin_stop(oh, H, OH)
+            for ow in range(OW):
+                w0 = _bin_start(ow, W, OW)
+                w1 = _bin_stop(ow, W, OW)
+                acc = 0
+                for i in range(h0, h1):
+                    for j in range(w0, w1):
+                        acc = acc + x[n, c, i, j]
+                out[n, c, oh, ow] = <floating>(acc / ((h1 - h0) * (w1 - w0)))
+
+
+def adaptive_avg_pool2d_backward(const floating[:, :, :, ::1] grad_out, floating[:, :, :, ::1] grad_x):
+    cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1], H = grad_x.shape[2], W = grad_x.shape[3]
+    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3], t, n, c, oh, ow, h0, h1, w0, w1, i, j
+    cdef floating v
+    cdef int nt = _threads(N * C * H * W)
+    for t in prange(N * C, nogil=True, schedule="static", num_threads=nt):
+        n = t // C
+        c = t % C
+        for oh in range(OH):
+            h0 = _bin_start(oh, H, OH)
+            h1 = _bin_stop(oh, H, OH)
+            for ow in range(OW):
+                w0 = _bin_start(ow, W, OW)
+                w1 = _bin_stop(ow, W, OW)
+                v = grad_out[n, c, oh, ow] / ((h1 - h0) * (w1 - w0))
+                for i in range(h0, h1):
+                    for j in range(w0, w1):
+                        grad_x[n, c, i, j] += v
+
+
 max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward = entry_points(
     _max_forward_any, _max_backward_any, _avg_forward, _avg_backward)

@@ -174,5 +174,40 @@ def _avg_backward(grad_out, grad_x, kh, kw, sh, sw, ph, pw, cip):
                         gx[i, j] += v
 
 
+@njit(**_jit)
+def adaptive_avg_pool2d_forward(x, out):
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    for t in prange(N * C):
+        xc = x[t // C, t % C]
+        o = out[t // C, t % C]
+        for i in range(OH):
+            h0, h1 = i * H // OH, -(-(i + 1) * H // OH)
+            for j in range(OW):
+                w0, w1 = j * W // OW, -(-(j + 1) * W // OW)
+                acc = 0.0
+                for a in range(h0, h1):
+                    for b in range(w0, w1):
+                        acc += xc[a, b]
+                o[i, j] = acc / ((h1 - h0) * (w1 - w0))
+
+
+@njit(**_jit)
+def adaptive_avg_pool2d_backward(grad_out, grad_x):
+    N, C, H, W = grad_x.shape
+    OH, OW = grad_out.shape[2], grad_out.shape[3]
+    for t in prange(N * C):
+        g = grad_out[t // C, t % C]
+        gx = grad_x[t // C, t % C]
+        for i in range(OH):
+            h0, h1 = i * H // OH, -(-(i + 1) * H // OH)
+            for j in range(OW):
+                w0, w1 = j * W // OW, -(-(j + 1) * W // OW)
+                v = g[i, j] / ((h1 - h0) * (w1 - w0))
+                for a in range(h0, h1):
+                    for b in range(w0, w1):
+                        gx[a, b] += v
+
+
 max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward = entry_points(
     _max_forward_any, _max_backward_any, _avg_forward, _avg_backward)

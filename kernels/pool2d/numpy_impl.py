@@ -7,6 +7,8 @@ already taken, so the first maximal element gets it.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import adaptive_bins
+
 
 def _padded(x, kernel, stride, padding, oh, ow, value):
     H, W = x.shape[2:]
@@ -76,3 +78,24 @@ def avg_pool2d_backward(grad_out, grad_x, kernel, stride, padding, count_include
         for j in range(kernel[1]):
             _tap(gxp, i, j, stride, oh, ow)[...] += g
     grad_x += gxp[:, :, padding[0] : padding[0] + H, padding[1] : padding[1] + W]
+
+
+def _averaging(size, out_size, dtype):
+    """The (out_size, size) matrix whose row i averages input bin i: adaptive pooling is
+    separable, ``out = A_h @ x @ A_w.T`` (two batched GEMMs) and ``grad_x = A_h.T @ g @ A_w``."""
+    a = np.zeros((out_size, size), dtype)
+    for i, (s0, s1) in enumerate(adaptive_bins(size, out_size)):
+        a[i, s0:s1] = 1 / (s1 - s0)
+    return a
+
+
+def adaptive_avg_pool2d_forward(x, out):
+    ah = _averaging(x.shape[2], out.shape[2], x.dtype)
+    aw = _averaging(x.shape[3], out.shape[3], x.dtype)
+    np.matmul(np.matmul(ah, x), aw.T, out=out)
+
+
+def adaptive_avg_pool2d_backward(grad_out, grad_x):
+    ah = _averaging(grad_x.shape[2], grad_out.shape[2], grad_x.dtype)
+    aw = _averaging(grad_x.shape[3], grad_out.shape[3], grad_x.dtype)
+    np.matmul(np.matmul(ah.T, grad_out), aw, out=grad_x)

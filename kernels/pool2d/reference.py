@@ -5,6 +5,8 @@ maximal element in row-major order, a NaN wins like in torch.
 """
 import numpy as np
 
+from . import adaptive_bins
+
 
 def _bounds(o, s, p, k, size):
     start = o * s - p
@@ -67,3 +69,17 @@ def avg_pool2d_backward(grad_out, grad_x, kernel, stride, padding, count_include
         for j in range(grad_out.shape[3]):
             h0, h1, w0, w1, d = _divisor(i, j, kernel, stride, padding, H, W, count_include_pad)
             grad_x[:, :, h0:h1, w0:w1] += (grad_out[:, :, i, j] / d)[:, :, None, None]
+
+
+def adaptive_avg_pool2d_forward(x, out):
+    H, W = x.shape[2:]
+    for i, (h0, h1) in enumerate(adaptive_bins(H, out.shape[2])):
+        for j, (w0, w1) in enumerate(adaptive_bins(W, out.shape[3])):
+            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+
+
+def adaptive_avg_pool2d_backward(grad_out, grad_x):
+    H, W = grad_x.shape[2:]
+    for i, (h0, h1) in enumerate(adaptive_bins(H, grad_out.shape[2])):
+        for j, (w0, w1) in enumerate(adaptive_bins(W, grad_out.shape[3])):
+            grad_x[:, :, h0:h1, w0:w1] += grad_out[:, :, i, j, None, None] / ((h1 - h0) * (w1 - w0))
