@@ -10,7 +10,6 @@ Loss modules have no parameters and no dtype (like torch): the loss and the grad
 the input's dtype; a float target, ``weight`` or ``pos_weight`` of the other float dtype is
 cast to it. ``weight``/``pos_weight`` are buffers, in ``state_dict()`` under torch's keys.
 """
-from collections import OrderedDict
 
 import numpy as np
 
@@ -23,7 +22,6 @@ from .module import Module
 class _Loss(Module):
     _fn = _grad = None
     _reductions = _REDUCTIONS
-    _buffers = ()
 
     def __init__(self, reduction="mean"):
         super().__init__()
@@ -52,28 +50,6 @@ class _Loss(Module):
     def _buffer(self, name, x):
         b = getattr(self, name)
         return None if b is None else b.astype(x.dtype, copy=False)
-
-    # buffers (weight, pos_weight) are the module's state, as in torch
-    def state_dict(self):
-        return OrderedDict((k, getattr(self, k).copy()) for k in self._buffers if getattr(self, k) is not None)
-
-    def load_state_dict(self, state_dict, strict=True):
-        own = self.state_dict()
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict.keys() if k not in own]
-        if strict and (missing or unexpected):
-            raise KeyError(f"state_dict: keys do not match {type(self).__name__}: missing {missing}, unexpected {unexpected}")
-        staged = {}
-        for k in own:
-            if k in state_dict:
-                v = state_dict[k]
-                arr = np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
-                if arr.shape != own[k].shape:
-                    raise ValueError(f"state_dict[{k!r}]: expected shape {own[k].shape}, got {arr.shape}")
-                staged[k] = arr.astype(own[k].dtype)
-        for k, arr in staged.items():
-            setattr(self, k, arr)
-        return missing, unexpected
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}"
@@ -163,11 +139,10 @@ class BCELoss(_Loss):
     see :func:`fastnn.functional.binary_cross_entropy`."""
 
     _fn, _grad = F.binary_cross_entropy, F.binary_cross_entropy_backward
-    _buffers = ("weight",)
 
     def __init__(self, weight=None, reduction="mean"):
         super().__init__(reduction)
-        self.weight = _opt_array(weight, "weight")
+        self.register_buffer("weight", _opt_array(weight, "weight"))
 
     def _options(self, x):
         return dict(weight=self._buffer("weight", x), reduction=self.reduction)
@@ -190,12 +165,11 @@ class BCEWithLogitsLoss(_Loss):
     """
 
     _fn, _grad = F.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits_backward
-    _buffers = ("weight", "pos_weight")
 
     def __init__(self, weight=None, reduction="mean", pos_weight=None):
         super().__init__(reduction)
-        self.weight = _opt_array(weight, "weight")
-        self.pos_weight = _opt_array(pos_weight, "pos_weight")
+        self.register_buffer("weight", _opt_array(weight, "weight"))
+        self.register_buffer("pos_weight", _opt_array(pos_weight, "pos_weight"))
 
     def _options(self, x):
         return dict(weight=self._buffer("weight", x), reduction=self.reduction,
@@ -208,11 +182,10 @@ class NLLLoss(_Loss):
     :func:`fastnn.functional.nll_loss`."""
 
     _fn, _grad = F.nll_loss, F.nll_loss_backward
-    _buffers = ("weight",)
 
     def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
         super().__init__(reduction)
-        self.weight = _opt_array(weight, "weight")
+        self.register_buffer("weight", _opt_array(weight, "weight"))
         self.ignore_index = ignore_index
 
     def _target(self, target, x):
@@ -242,11 +215,10 @@ class CrossEntropyLoss(_Loss):
     """
 
     _fn, _grad = F.cross_entropy, F.cross_entropy_backward
-    _buffers = ("weight",)
 
     def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         super().__init__(reduction)
-        self.weight = _opt_array(weight, "weight")
+        self.register_buffer("weight", _opt_array(weight, "weight"))
         self.ignore_index = ignore_index
         self.label_smoothing = F.loss._number(label_smoothing, "label_smoothing", lo=0.0, hi=1.0)
 
