@@ -130,7 +130,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
 
 def conv2d_backward(grad_out, input, weight, stride=1, padding=0, dilation=1, groups=1, need_input_grad=True, *,
-                    activation=None, output=None):
+                    need_weight_grad=True, activation=None, output=None):
     """Gradients of :func:`conv2d` with respect to the input, the weight and the bias.
 
     Parameters
@@ -141,6 +141,9 @@ def conv2d_backward(grad_out, input, weight, stride=1, padding=0, dilation=1, gr
         As given to :func:`conv2d`.
     need_input_grad : bool, default True
         False skips ``grad_input`` (a first layer's input needs none) and returns None for it.
+    need_weight_grad : bool, default True, keyword-only
+        False skips ``grad_weight`` (returned as None): a transposed convolution's forward is
+        this function's input gradient alone.
     activation, output : keyword-only
         With ``activation="relu"``, ``grad_out`` is the gradient with respect to the ReLU's
         output and ``output`` is that output (what ``conv2d(..., activation="relu")``
@@ -150,7 +153,7 @@ def conv2d_backward(grad_out, input, weight, stride=1, padding=0, dilation=1, gr
     Returns
     -------
     grad_input : array of shape (N, C_in, H, W) or None
-    grad_weight : array of shape (C_out, C_in // groups, kH, kW)
+    grad_weight : array of shape (C_out, C_in // groups, kH, kW), or None (``need_weight_grad=False``)
     grad_bias : array of shape (C_out,)
     """
     x, w, stride, pad, dilation, groups, out_shape = _conv_args(input, weight, stride, padding, dilation, groups)
@@ -168,10 +171,11 @@ def conv2d_backward(grad_out, input, weight, stride=1, padding=0, dilation=1, gr
     elif output is not None:
         raise ValueError("output: only used with activation='relu', got an array with activation=None")
     grad_x = np.empty(x.shape, dtype=x.dtype) if need_input_grad else None
-    grad_w = np.empty(w.shape, dtype=x.dtype)
+    grad_w = np.empty(w.shape, dtype=x.dtype) if need_weight_grad else None
     grad_b = np.empty(w.shape[0], dtype=x.dtype)
     if grad_out.size == 0:
-        grad_w[...] = 0
+        if grad_w is not None:
+            grad_w[...] = 0
         grad_b[...] = 0
         if grad_x is not None:
             grad_x[...] = 0
@@ -443,9 +447,9 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         bias = _v.float_array(bias, "bias")
         _v.shape(bias, "bias", (out_shape[1],))
         _v.same_dtype("input", x, bias=bias)
-    # conv2d's backward kernel computes the weight gradient too: it gets a zero "input"
-    # (calloc'd pages) and its result is dropped
-    out, _, _ = conv2d_backward(_pad_to(x, conv_hw), np.zeros(out_shape, x.dtype), w, stride, padding, dilation, groups)
+    # conv2d's input gradient alone (the "input" is only read for its shape: no weight gradient)
+    out, _, _ = conv2d_backward(_pad_to(x, conv_hw), np.empty(out_shape, x.dtype), w, stride, padding, dilation,
+                                groups, need_weight_grad=False)
     if bias is not None:
         out += bias[None, :, None, None]
     return out

@@ -8,7 +8,7 @@ functional layer, ``dilation=(dh, dw)``)::
         x (N, C, H, W), w (K, C // groups, KH, KW), b (K,) | None, out (N, K, OH, OW);
         ``relu``: out = relu(conv + bias), fused
     conv2d_backward(grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dilation, groups, y=None)
-        grad_out (N, K, OH, OW); grad_x (N, C, H, W) | None (not computed), grad_w like w,
+        grad_out (N, K, OH, OW); grad_x (N, C, H, W) | None (not computed), grad_w like w | None,
         grad_b (K,) | None; ``y`` (N, K, OH, OW) | None: the output of a fused-ReLU forward,
         grad_out then being the gradient of that ReLU's output
 

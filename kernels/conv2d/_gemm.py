@@ -66,7 +66,8 @@ def entry_points(ops):
         if choose_strategy(cg, kh, kw, K // groups) == "direct":
             if y is not None:  # through the fused ReLU first
                 grad_out = np.where(y <= 0, 0, grad_out).astype(grad_out.dtype, copy=False)
-            ops.direct_grad_w(grad_out, x, grad_w, *geo)
+            if grad_w is not None:
+                ops.direct_grad_w(grad_out, x, grad_w, *geo)
             if grad_b is not None:
                 N, K = grad_out.shape[:2]
                 ops.bias_grad(grad_out.reshape(N, K, -1), grad_b)
@@ -79,13 +80,14 @@ def entry_points(ops):
                                               groups, y)
         N = x.shape[0]
         nt = max(1, min(get_num_threads(), N))
-        gw_part = np.empty((nt,) + grad_w.shape, x.dtype)
+        gw_part = np.empty((nt, K, cg * kh * kw) if grad_w is not None else (nt, 0, 0), x.dtype)
         gb_part = np.empty((nt, K))
         with single_thread_blas():
             ops.gemm_backward(blas, grad_out, x, w, grad_out if y is None else y,
                               grad_x if grad_x is not None else np.empty((0,) + x.shape[1:], x.dtype),
-                              gw_part.reshape(nt, K, -1), gb_part, *geo, y is not None, grad_x is not None, nt)
-        np.sum(gw_part, axis=0, out=grad_w)  # partials in part order
+                              gw_part, gb_part, *geo, y is not None, grad_x is not None, grad_w is not None, nt)
+        if grad_w is not None:
+            np.sum(gw_part, axis=0, out=grad_w.reshape(K, -1))  # partials in part order
         if grad_b is not None:
             grad_b[...] = gb_part.sum(axis=0)
 

@@ -254,7 +254,7 @@ def _gemm_backward(const floating[:, :, :, ::1] grad_out, const floating[:, :, :
                    const floating[:, :, :, ::1] w, const floating[:, :, :, ::1] y, floating[:, :, :, ::1] grad_x,
                    floating[:, :, ::1] gw_part, double[:, ::1] gb_part, Py_ssize_t sh, Py_ssize_t sw,
                    Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, bint relu,
-                   bint want_x, int nt):
+                   bint want_x, bint want_w, int nt):
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t K = w.shape[0], cg = w.shape[1], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3], P = OH * OW, kg = K // groups
@@ -271,9 +271,10 @@ def _gemm_backward(const floating[:, :, :, ::1] grad_out, const floating[:, :, :
     cdef double acc
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         cols = &scratch[t, 0]
-        gw = &gw_part[t, 0, 0]
-        for p in range(K * ckk):
-            gw[p] = 0
+        if want_w:
+            gw = &gw_part[t, 0, 0]
+            for p in range(K * ckk):
+                gw[p] = 0
         for k in range(K):
             gb_part[t, k] = 0
         for n in range(N * t // nt, N * (t + 1) // nt):
@@ -289,10 +290,11 @@ def _gemm_backward(const floating[:, :, :, ::1] grad_out, const floating[:, :, :
                 for p in range(P):
                     acc = acc + g[k * P + p]
                 gb_part[t, k] += acc
-            _im2col(&x[n, 0, 0, 0], C, H, W, cols, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW)
-            for q in range(groups):  # gw rows of q += g rows of q @ cols rows of q, transposed
-                _blas_gemm(NO_TRANS, TRANS, kg, ckk, P, g + q * kg * P, P, cols + q * ckk * P, P, 1,
-                      gw + q * kg * ckk, ckk)
+            if want_w:
+                _im2col(&x[n, 0, 0, 0], C, H, W, cols, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW)
+                for q in range(groups):  # gw rows of q += g rows of q @ cols rows of q, transposed
+                    _blas_gemm(NO_TRANS, TRANS, kg, ckk, P, g + q * kg * P, P, cols + q * ckk * P, P, 1,
+                               gw + q * kg * ckk, ckk)
             if want_x:
                 for q in range(groups):  # this group's cols are used up: reuse them for w.T @ g
                     _blas_gemm(TRANS, NO_TRANS, ckk, P, kg, &w[q * kg, 0, 0, 0], ckk, g + q * kg * P, P, 0,
@@ -312,9 +314,9 @@ class _Ops:
 
     @staticmethod
     def gemm_backward(blas, grad_out, x, w, y, grad_x, gw_part, gb_part, sh, sw, pt, pl, dh, dw, groups, relu,
-                      want_x, nt):
+                      want_x, want_w, nt):
         _gemm_backward(grad_out, x, w, y, grad_x, gw_part, gb_part, sh, sw, pt, pl, dh, dw, groups, relu, want_x,
-                       nt)
+                       want_w, nt)
 
 
 conv2d_forward, conv2d_backward = _gemm.entry_points(_Ops)

@@ -213,7 +213,7 @@ def _gemm_forward(gemm, x, w, b, out, sh, sw, pt, pl, dh, dw, groups, has_bias, 
 
 @njit(**_jit)
 def _gemm_backward(gemm, grad_out, x, w, y, grad_x, gw_part, gb_part, sh, sw, pt, pl, dh, dw,
-                   groups, relu, want_x, nt):
+                   groups, relu, want_x, want_w, nt):
     N, C = x.shape[0], x.shape[1]
     K, cg, kh, kw = w.shape
     OH, OW = grad_out.shape[2], grad_out.shape[3]
@@ -224,7 +224,8 @@ def _gemm_backward(gemm, grad_out, x, w, y, grad_x, gw_part, gb_part, sh, sw, pt
     for t in prange(nt):  # part t: its images, its own scratch and its own partial sums
         cols = np.empty((C * kh * kw, P), x.dtype)
         masked = np.empty((K, P), x.dtype)
-        gw, gb = gw_part[t], gb_part[t]
+        gb = gb_part[t]
+        gw = gw_part[t]
         gw[...] = 0.0
         gb[...] = 0.0
         for n in range(N * t // nt, N * (t + 1) // nt):
@@ -240,10 +241,11 @@ def _gemm_backward(gemm, grad_out, x, w, y, grad_x, gw_part, gb_part, sh, sw, pt
                 for p in range(P):
                     acc += g[k, p]
                 gb[k] += acc
-            _im2col(x[n], cols, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW)
-            for q in range(groups):  # gw rows of q += g rows of q @ cols rows of q, transposed
-                gemm(ROW, NO_T, TRANS, kg, ckk, P, 1.0, g[q * kg:].ctypes, P, cols[q * ckk:].ctypes, P,
-                     1.0, gw[q * kg:].ctypes, ckk)
+            if want_w:
+                _im2col(x[n], cols, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW)
+                for q in range(groups):  # gw rows of q += g rows of q @ cols rows of q, transposed
+                    gemm(ROW, NO_T, TRANS, kg, ckk, P, 1.0, g[q * kg:].ctypes, P, cols[q * ckk:].ctypes, P,
+                         1.0, gw[q * kg:].ctypes, ckk)
             if want_x:
                 for q in range(groups):  # this group's cols are used up: reuse them for w.T @ g
                     gemm(ROW, TRANS, NO_T, ckk, P, kg, 1.0, w2[q * kg:].ctypes, ckk, g[q * kg:].ctypes, P,
@@ -264,10 +266,10 @@ class _Ops:
 
     @staticmethod
     def gemm_backward(blas, grad_out, x, w, y, grad_x, gw_part, gb_part, sh, sw, pt, pl, dh, dw, groups, relu,
-                      want_x, nt):
+                      want_x, want_w, nt):
         gemm = blas.numba_sgemm if x.dtype == np.float32 else blas.numba_dgemm
         _gemm_backward(gemm, grad_out, x, w, y, grad_x, gw_part, gb_part, sh, sw, pt, pl, dh,
-                       dw, groups, relu, want_x, nt)
+                       dw, groups, relu, want_x, want_w, nt)
 
 
 conv2d_forward, conv2d_backward = _gemm.entry_points(_Ops)

@@ -51,14 +51,17 @@ def conv2d_backward(grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dil
     dh, dw = dilation
     t, bt, l, r = padding
     step = choose_chunk(N, C * kh * kw, oh * ow, x.itemsize)
-    grad_w[...] = 0
+    if grad_w is not None:
+        grad_w[...] = 0
     for n0 in range(0, N, step):
         xs, gs = x[n0 : n0 + step], grad_out[n0 : n0 + step]
         win = _windows(xs, padding, kh, kw, stride, dilation, oh, ow)
         gxp = None if grad_x is None else np.zeros((xs.shape[0], C, H + t + bt, W + l + r), x.dtype)
         for g in range(groups):
             gg = gs[:, g * kg : (g + 1) * kg]
-            grad_w[g * kg : (g + 1) * kg] += np.tensordot(gg, win[:, g * cg : (g + 1) * cg], axes=([0, 2, 3], [0, 2, 3]))
+            if grad_w is not None:
+                grad_w[g * kg : (g + 1) * kg] += np.tensordot(gg, win[:, g * cg : (g + 1) * cg],
+                                                              axes=([0, 2, 3], [0, 2, 3]))
             if gxp is not None:
                 cols = np.tensordot(gg, w[g * kg : (g + 1) * kg], axes=([1], [0]))  # (n, OH, OW, cg, kh, kw)
                 for i in range(kh):

@@ -53,7 +53,8 @@ def conv2d_backward(grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dil
     K, cg, kh, kw = w.shape
     kg = K // groups
     oh, ow = grad_out.shape[2:]
-    grad_w[...] = 0
+    if grad_w is not None:
+        grad_w[...] = 0
     for i in range(oh):
         for j in range(ow):
             sl = _window(xp, i, j, kh, kw, stride, dilation)
@@ -61,7 +62,8 @@ def conv2d_backward(grad_out, x, w, grad_x, grad_w, grad_b, stride, padding, dil
             for g in range(groups):
                 dz = grad_out[:, g * kg : (g + 1) * kg, i, j]  # (N, kg)
                 xs = win[:, g * cg : (g + 1) * cg]  # (N, cg, kh, kw)
-                grad_w[g * kg : (g + 1) * kg] += np.tensordot(dz, xs, axes=([0], [0]))
+                if grad_w is not None:
+                    grad_w[g * kg : (g + 1) * kg] += np.tensordot(dz, xs, axes=([0], [0]))
                 gsl = gxp[sl]  # a view: write through it
                 gsl[:, g * cg : (g + 1) * cg] += np.tensordot(dz, w[g * kg : (g + 1) * kg], axes=([1], [0]))
     if grad_x is not None:
