@@ -11,10 +11,9 @@ import threading
 # fastnn changes no environment variable and no setting of another library at import. In
 # particular it leaves the OpenMP wait policy alone: the GNU OpenMP runtime is one per process,
 # shared by fastnn's Cython and Numba kernels and by torch (same soname, whichever loads it
-# first), and it reads OMP_WAIT_POLICY once, when it loads. Passive waiting suits fastnn (its
-# OpenMP teams share the cores with OpenBLAS's threads) and slows torch; see README
-# "Threads" and docs/performance.md for the measured cost both ways. The ``fastnn`` command
-# line, a process of its own, opts in (see :func:`prefer_passive_openmp`).
+# first), and it reads OMP_WAIT_POLICY once, when it loads. fastnn's compiled kernels keep all
+# their work on the OpenMP team (their GEMMs run inside it), so they need no particular policy;
+# see README "Threads" and docs/performance.md.
 
 _num_threads = None
 
@@ -87,17 +86,6 @@ def set_num_threads(n):
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n)  # global: BLAS pools and the OpenMP runtime
-
-
-def prefer_passive_openmp():
-    """Ask for passive OpenMP waiting (idle threads sleep) in this process, unless the user set a
-    policy or an OpenMP runtime is already loaded. For programs that own their process (the
-    ``fastnn`` command); a library import never calls it. Returns True when it set the policy.
-    """
-    if "OMP_WAIT_POLICY" in os.environ or _openmp_loaded():
-        return False
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    return True
 
 
 def _openmp_loaded():

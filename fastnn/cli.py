@@ -33,9 +33,7 @@ def _info(args):
 
 def _train(args):
     import fastnn
-    from fastnn import _config, train
-
-    _config.prefer_passive_openmp()  # this process is ours: idle OpenMP threads sleep (README "Threads")
+    from fastnn import train
 
     if args.distributed:
         return _train_distributed(args)

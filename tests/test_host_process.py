@@ -44,16 +44,3 @@ def test_import_and_use_change_no_environment_variable_or_thread_setting():
     # thread pools loaded before fastnn (NumPy's BLAS) keep their thread counts
     for pool in before["pools"]:
         assert pool in after_run["pools"], (pool, after_run["pools"])
-
-
-def test_the_command_line_opts_in_to_passive_openmp_unless_the_user_chose():
-    code = ("import os, sys; from fastnn import _config; r = _config.prefer_passive_openmp(); "
-            "print(__import__('json').dumps([r, os.environ.get('OMP_WAIT_POLICY')]))")
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    assert _run(code, env) == [True, "PASSIVE"]
-    assert _run(code, dict(env, OMP_WAIT_POLICY="ACTIVE")) == [False, "ACTIVE"]
-    # an OpenMP runtime already loaded has read its policy: too late, nothing is set
-    late = "from fastnn.kernels.dense import cython_impl; " + code
-    assert _run(late, env) == [False, None]
