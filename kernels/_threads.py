@@ -1,6 +1,6 @@
 """Worker threads and single-threaded BLAS: shared by the kernels that drive BLAS themselves.
 
-Several drivers (the im2col convolution, tiled attention, the LSTM time loop) split their work
+Some drivers (tiled attention, the NumPy backend's LSTM and GRU time loops) split their work
 into parts that Python worker threads run side by side, each calling BLAS through NumPy (which
 releases the GIL) and compiled ``nogil`` loops. BLAS then runs on one thread per call: a
 multi-threaded BLAS call meets its team at a barrier inside every GEMM, and on a 2-core
@@ -12,9 +12,8 @@ LSTM step's 0.29 ms GEMM sometimes took 24-32 ms; measured).
   in a forked child (the child inherits the executor objects but not their threads);
 * :func:`single_thread_blas` — BLAS on one thread inside the block; callers may nest and run
   concurrently: the thread counts are saved by the first to enter and restored by the last to
-  leave;
-* :class:`OrderedSum` — adds per-chunk partial sums in chunk order, whichever thread made
-  them: threads may take chunks dynamically and the result is still the same bits every run.
+  leave. The compiled kernels that call GEMM from inside their OpenMP regions (convolution,
+  linear, the LSTM) run those regions inside it.
 """
 import os
 import threading
@@ -76,36 +75,3 @@ def single_thread_blas():
                 for c, n in _saved:
                     if n != 1:
                         c.set_num_threads(n)
-
-
-class OrderedSum:
-    """Sum of per-chunk partial results, added in chunk order whichever thread made them.
-
-    ``out`` is a tuple of arrays. A worker that finished chunk ``i`` hands its partials (a
-    tuple shaped like ``out``) to :meth:`add`; they are added as soon as every chunk before
-    ``i`` has been, so ``out = ((p0 + p1) + p2) + ...`` on every run, however the chunks were
-    shared out. Only :meth:`add` writes ``out``, under a lock. :meth:`add` returns the partial
-    buffers that are free again, for the worker to reuse; partials still waiting for an earlier
-    chunk stay held, so memory grows only with how far the threads run out of order.
-    """
-
-    def __init__(self, out):
-        self.out = out
-        self.count = 0  # chunks added so far
-        self._pending = {}
-        self._lock = threading.Lock()
-
-    def add(self, i, parts):
-        freed = []
-        with self._lock:
-            self._pending[i] = parts
-            while self.count in self._pending:
-                p = self._pending.pop(self.count)
-                for o, a in zip(self.out, p):
-                    if self.count == 0:
-                        o[...] = a
-                    else:
-                        o += a
-                self.count += 1
-                freed.append(p)
-        return freed

@@ -26,7 +26,7 @@ Strategies
   is the one rule both backends use.
 """
 
-# im2col buffers are built per batch chunk of at most this many bytes (see choose_chunk)
+# the NumPy backend's im2col buffers are built per batch chunk of at most this many bytes
 COL_BYTES = 8 << 20
 
 
@@ -51,8 +51,8 @@ def choose_strategy(c_per_group, kh, kw, k_per_group):
     return "direct" if k_per_group < 8 or c_per_group * kh * kw < 4 else "im2col"
 
 
-def choose_chunk(n, ckk, p, itemsize, threads=1):
-    """Images per im2col chunk so that each of ``threads`` ``(ckk, chunk * p)`` matrices stays
-    under ``COL_BYTES / threads`` (at least one image)."""
+def choose_chunk(n, ckk, p, itemsize):
+    """Images per im2col chunk (the NumPy backend's) so that its ``(ckk, chunk * p)`` matrix
+    stays under ``COL_BYTES`` (at least one image)."""
     per_image = max(ckk * p * itemsize, 1)
-    return max(1, min(n, (COL_BYTES // threads) // per_image))
+    return max(1, min(n, COL_BYTES // per_image))
